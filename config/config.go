@@ -1,0 +1,280 @@
+// Package config reads the gateway's TOML configuration: the server, the
+// Docker engine, per-project container settings and the users' keys.
+//
+// The zero value of every struct works: Load fills the defaults documented on
+// each field. Unknown keys and bad values are errors that name file:line, so an
+// admin who mistypes "imagee" learns it at start-up rather than from a user.
+package config
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// Config is the whole gateway configuration.
+type Config struct {
+	Server   Server              `toml:"server"`
+	Docker   Docker              `toml:"docker"`
+	Defaults Settings            `toml:"defaults"` // every project inherits these
+	Projects map[string]*Project `toml:"projects"` // keyed by project (= SSH login) name
+	Users    map[string]*User    `toml:"users"`    // keyed by user name
+
+	// Path is the file the configuration was read from ("" when built in code).
+	Path string `toml:"-"`
+
+	keys map[string]string // SHA256 fingerprint -> user, built by Parse
+}
+
+// UserByKey returns the user who owns the public key.
+func (c *Config) UserByKey(pk gossh.PublicKey) (string, bool) {
+	if c.keys == nil {
+		c.indexKeys()
+	}
+	u, ok := c.keys[gossh.FingerprintSHA256(pk)]
+	return u, ok
+}
+
+func (c *Config) indexKeys() {
+	c.keys = map[string]string{}
+	for name, u := range c.Users {
+		if u == nil {
+			continue
+		}
+		for _, k := range u.Keys {
+			if pk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k)); err == nil {
+				c.keys[gossh.FingerprintSHA256(pk)] = name
+			}
+		}
+	}
+}
+
+// Server configures the SSH front, the admin socket and the gateway's state.
+type Server struct {
+	Listen        string   `toml:"listen"`         // empty: "0.0.0.0:2222"
+	StateDir      string   `toml:"state_dir"`      // empty: /var/lib/sygaldry (host keys, history, link sockets)
+	AdminSocket   string   `toml:"admin_socket"`   // empty: /run/sygaldry/admin.sock
+	MetricsListen string   `toml:"metrics_listen"` // empty: no metrics endpoint
+	IdleStop      Duration `toml:"idle_stop"`      // unset: 2h; "0": never stop idle containers
+
+	// AgentPath is the sygaldry-agent binary bind-mounted into containers.
+	// Empty: the file next to the gateway's own executable.
+	AgentPath string `toml:"agent_path"`
+
+	// Ciphers offered to clients, most preferred first. Empty: AES-GCM only,
+	// because Go's chacha20-poly1305 has no assembly on amd64 and OpenSSH
+	// clients would otherwise pick it (see DESIGN.md).
+	Ciphers []string `toml:"ciphers"`
+
+	// AcceptEnv lists the environment variables a client may send, as sshd's
+	// AcceptEnv (a trailing * matches a prefix). Empty: LANG, LC_*, TZ, COLORTERM.
+	AcceptEnv []string `toml:"accept_env"`
+
+	LoginGraceTime    Duration `toml:"login_grace_time"`    // unset: 60s to authenticate, like sshd's LoginGraceTime
+	MaxAuthTries      int      `toml:"max_auth_tries"`      // 0: 6, as sshd
+	MaxStartups       int      `toml:"max_startups"`        // 0: 64 unauthenticated connections at once
+	KeepaliveInterval Duration `toml:"keepalive_interval"`  // unset: 30s; "0": no server keepalives
+	KeepaliveCountMax int      `toml:"keepalive_count_max"` // 0: 3 unanswered keepalives close the connection
+}
+
+// Docker locates the engine and the projects' host storage.
+type Docker struct {
+	Host        string `toml:"host"`         // empty: DOCKER_HOST, else the local socket
+	StorageRoot string `toml:"storage_root"` // empty: /mnt/data_infra/zephyr_container_infra
+}
+
+// Settings are the container settings a project takes from [defaults] and may
+// override in [projects.NAME].
+type Settings struct {
+	Image      string `toml:"image"`      // empty: sygaldry/zephyr:base
+	Dockerfile string `toml:"dockerfile"` // built (context: its directory) when the image is missing; empty: never build
+	User       string `toml:"user"`       // container user; empty: kvothe
+	Hostname   string `toml:"hostname"`   // empty: the project name
+	GPUs       GPUs   `toml:"gpus"`       // "all" | "none" | N | ["GPU-<uuid>", ...]; unset: all
+	ShmSize    string `toml:"shm_size"`   // /dev/shm size, e.g. "16g"; empty: 16g
+
+	Env    map[string]string `toml:"env"`    // extra container environment; project keys override defaults
+	Mounts []Mount           `toml:"mounts"` // extra bind mounts, appended to the defaults' ones
+}
+
+// Mount is an extra bind mount into the container.
+type Mount struct {
+	Source   string `toml:"source"`   // host path (absolute)
+	Target   string `toml:"target"`   // container path (absolute)
+	ReadOnly bool   `toml:"readonly"` // false: read-write
+}
+
+// Project is one [projects.NAME] table.
+type Project struct {
+	Members []string `toml:"members"` // users allowed to log in as this project
+	Settings
+}
+
+// User is one [users.NAME] table.
+type User struct {
+	// Keys are authorized_keys lines; a user is whoever holds one of them.
+	Keys []string `toml:"keys"`
+}
+
+// Defaults for empty fields.
+const (
+	DefaultListen         = "0.0.0.0:2222"
+	DefaultStateDir       = "/var/lib/sygaldry"
+	DefaultAdminSocket    = "/run/sygaldry/admin.sock"
+	DefaultIdleStop       = 2 * time.Hour
+	DefaultStorageRoot    = "/mnt/data_infra/zephyr_container_infra"
+	DefaultImage          = "sygaldry/zephyr:base"
+	DefaultUser           = "kvothe"
+	DefaultShmSize        = "16g"
+	DefaultLoginGraceTime = 60 * time.Second
+	DefaultMaxAuthTries   = 6
+	DefaultMaxStartups    = 64
+	DefaultKeepalive      = 30 * time.Second
+	DefaultKeepaliveMax   = 3
+)
+
+// DefaultCiphers are the ciphers offered when none are configured.
+var DefaultCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
+
+// DefaultAcceptEnv is the env allowlist when none is configured (sshd's
+// Debian default plus TZ and COLORTERM).
+var DefaultAcceptEnv = []string{"LANG", "LC_*", "TZ", "COLORTERM"}
+
+// fillDefaults sets every empty field to its documented default.
+func (c *Config) fillDefaults() {
+	s := &c.Server
+	s.Listen = or(s.Listen, DefaultListen)
+	s.StateDir = or(s.StateDir, DefaultStateDir)
+	s.AdminSocket = or(s.AdminSocket, DefaultAdminSocket)
+	if !s.IdleStop.Set {
+		s.IdleStop = Duration{DefaultIdleStop, true}
+	}
+	if len(s.Ciphers) == 0 {
+		s.Ciphers = slices.Clone(DefaultCiphers)
+	}
+	if len(s.AcceptEnv) == 0 {
+		s.AcceptEnv = slices.Clone(DefaultAcceptEnv)
+	}
+	if !s.LoginGraceTime.Set || s.LoginGraceTime.D == 0 {
+		s.LoginGraceTime = Duration{DefaultLoginGraceTime, true}
+	}
+	if s.MaxAuthTries == 0 {
+		s.MaxAuthTries = DefaultMaxAuthTries
+	}
+	if s.MaxStartups == 0 {
+		s.MaxStartups = DefaultMaxStartups
+	}
+	if !s.KeepaliveInterval.Set {
+		s.KeepaliveInterval = Duration{DefaultKeepalive, true}
+	}
+	if s.KeepaliveCountMax == 0 {
+		s.KeepaliveCountMax = DefaultKeepaliveMax
+	}
+	c.Docker.StorageRoot = or(c.Docker.StorageRoot, DefaultStorageRoot)
+	d := &c.Defaults
+	d.Image = or(d.Image, DefaultImage)
+	d.User = or(d.User, DefaultUser)
+	d.ShmSize = or(d.ShmSize, DefaultShmSize)
+	if !d.GPUs.Set {
+		d.GPUs = GPUs{Set: true, All: true}
+	}
+	if c.Projects == nil {
+		c.Projects = map[string]*Project{}
+	}
+	if c.Users == nil {
+		c.Users = map[string]*User{}
+	}
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// Resolved is a project's settings after [defaults] were applied.
+type Resolved struct {
+	Name    string
+	Members []string
+	Settings
+}
+
+// Project returns the named project with [defaults] applied, or false when no
+// such project is configured.
+func (c *Config) Project(name string) (Resolved, bool) {
+	p, ok := c.Projects[name]
+	if !ok || p == nil {
+		return Resolved{}, false
+	}
+	d := c.Defaults
+	r := Resolved{Name: name, Members: slices.Clone(p.Members), Settings: d}
+	s := &r.Settings
+	o := p.Settings
+	if o.Image != "" {
+		s.Image = o.Image
+		// A project that names its own image without a Dockerfile must not
+		// inherit the default Dockerfile: it would build the wrong image.
+		s.Dockerfile = o.Dockerfile
+	}
+	if o.Dockerfile != "" {
+		s.Dockerfile = o.Dockerfile
+	}
+	s.User = or(o.User, s.User)
+	s.Hostname = or(o.Hostname, s.Hostname)
+	if s.Hostname == "" {
+		s.Hostname = strings.ReplaceAll(name, "_", "-")
+	}
+	if o.GPUs.Set {
+		s.GPUs = o.GPUs
+	}
+	s.ShmSize = or(o.ShmSize, s.ShmSize)
+	s.Env = maps.Clone(d.Env)
+	if s.Env == nil && len(o.Env) > 0 {
+		s.Env = map[string]string{}
+	}
+	maps.Copy(s.Env, o.Env)
+	s.Mounts = append(slices.Clone(d.Mounts), o.Mounts...)
+	return r, true
+}
+
+// IsMember reports whether user may log in to project.
+func (r Resolved) IsMember(user string) bool {
+	return slices.Contains(r.Members, user)
+}
+
+// ProjectNames returns the configured project names, sorted.
+func (c *Config) ProjectNames() []string {
+	return slices.Sorted(maps.Keys(c.Projects))
+}
+
+// Duration is a TOML string such as "90s" or "2h"; "0" is zero.
+type Duration struct {
+	D   time.Duration
+	Set bool // the key was present
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "0" {
+		*d = Duration{0, true}
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q (want e.g. \"90s\", \"2h\", or \"0\")", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("bad duration %q: negative", s)
+	}
+	*d = Duration{v, true}
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.D.String()), nil }

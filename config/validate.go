@@ -1,0 +1,230 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	toml "github.com/pelletier/go-toml/v2"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// Project names become the SSH login name, a directory under storage_root, a
+// container name part and a hostname; user names become a container name part
+// and a label. Both are kept to a conservative alphabet so none of those can
+// escape storage_root ("..", "/") or be ambiguous. User names have no "-" so
+// that "sygaldry-<project>-<user>" splits one way only.
+var (
+	projectNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+	userNameRE    = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	shmRE         = regexp.MustCompile(`^[0-9]+[bkmgBKMG]?$`)
+)
+
+// ValidProjectName reports whether name may be used as a project name.
+func ValidProjectName(name string) bool { return projectNameRE.MatchString(name) }
+
+// ValidUserName reports whether name may be used as a user name.
+func ValidUserName(name string) bool { return userNameRE.MatchString(name) }
+
+type validationError struct {
+	path string // dotted key path, to find the line
+	msg  string
+}
+
+func (c *Config) validate() []validationError {
+	var errs []validationError
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, validationError{path, fmt.Sprintf(format, args...)})
+	}
+
+	s := c.Server
+	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+		bad("server.listen", "server.listen %q: want host:port", s.Listen)
+	}
+	if s.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {
+			bad("server.metrics_listen", "server.metrics_listen %q: want host:port", s.MetricsListen)
+		}
+	}
+	for _, p := range []struct{ key, v string }{
+		{"server.state_dir", s.StateDir}, {"server.admin_socket", s.AdminSocket},
+		{"docker.storage_root", c.Docker.StorageRoot},
+	} {
+		if !path.IsAbs(p.v) {
+			bad(p.key, "%s %q: must be an absolute path", p.key, p.v)
+		}
+	}
+	if s.AgentPath != "" && !path.IsAbs(s.AgentPath) {
+		bad("server.agent_path", "server.agent_path %q: must be an absolute path", s.AgentPath)
+	}
+	for _, ci := range s.Ciphers {
+		if !slices.Contains(supportedCiphers, ci) {
+			bad("server.ciphers", "server.ciphers: unsupported cipher %q (supported: %s)", ci, strings.Join(supportedCiphers, ", "))
+		}
+	}
+	for _, e := range s.AcceptEnv {
+		if !envNameRE.MatchString(strings.TrimSuffix(e, "*")) {
+			bad("server.accept_env", "server.accept_env: bad pattern %q", e)
+		}
+	}
+	if s.MaxAuthTries < 0 || s.MaxStartups < 0 || s.KeepaliveCountMax < 0 {
+		bad("server", "server: max_auth_tries, max_startups and keepalive_count_max must not be negative")
+	}
+
+	errs = append(errs, validateSettings("defaults", c.Defaults)...)
+
+	for name, u := range c.Users {
+		key := "users." + name
+		if !ValidUserName(name) {
+			bad(key, "user name %q: use lowercase letters, digits and _ (32 at most, starting with a letter)", name)
+		}
+		if u == nil || len(u.Keys) == 0 {
+			bad(key, "user %q has no keys", name)
+			continue
+		}
+		for i, k := range u.Keys {
+			if _, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k)); err != nil {
+				bad(key+".keys", "users.%s.keys[%d]: not an authorized_keys line: %v", name, i, err)
+			}
+		}
+	}
+	// One key, one user: otherwise the key would not identify anybody.
+	seen := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(c.Users)) {
+		if c.Users[name] == nil {
+			continue
+		}
+		for _, k := range c.Users[name].Keys {
+			pk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k))
+			if err != nil {
+				continue
+			}
+			fp := gossh.FingerprintSHA256(pk)
+			if other, dup := seen[fp]; dup && other != name {
+				bad("users."+name+".keys", "key %s belongs to both %q and %q", fp, other, name)
+			}
+			seen[fp] = name
+		}
+	}
+
+	for name, p := range c.Projects {
+		key := "projects." + name
+		if !ValidProjectName(name) {
+			bad(key, "project name %q: use lowercase letters, digits, - and _ (32 at most, starting with a letter)", name)
+			continue
+		}
+		if p == nil {
+			continue
+		}
+		for _, m := range p.Members {
+			if _, ok := c.Users[m]; !ok {
+				bad(key+".members", "projects.%s.members: no [users.%s] table", name, m)
+			}
+		}
+		errs = append(errs, validateSettings(key, p.Settings)...)
+	}
+	slices.SortFunc(errs, func(a, b validationError) int { return strings.Compare(a.path+a.msg, b.path+b.msg) })
+	return errs
+}
+
+func validateSettings(key string, s Settings) []validationError {
+	var errs []validationError
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, validationError{path, fmt.Sprintf(format, args...)})
+	}
+	if s.User != "" && !regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`).MatchString(s.User) {
+		bad(key+".user", "%s.user %q: not a valid user name", key, s.User)
+	}
+	if s.ShmSize != "" && !shmRE.MatchString(s.ShmSize) {
+		bad(key+".shm_size", "%s.shm_size %q: want a size like \"16g\" or \"512m\"", key, s.ShmSize)
+	}
+	for k := range s.Env {
+		if !envNameRE.MatchString(k) {
+			bad(key+".env", "%s.env: bad variable name %q", key, k)
+		}
+	}
+	for i, m := range s.Mounts {
+		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
+			bad(key+".mounts", "%s.mounts[%d]: source and target must be absolute paths", key, i)
+		}
+	}
+	if s.GPUs.err != "" {
+		bad(key+".gpus", "%s.gpus: %s", key, s.GPUs.err)
+	}
+	return errs
+}
+
+// supportedCiphers are the ciphers x/crypto/ssh implements.
+var supportedCiphers = []string{
+	"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+	"aes128-ctr", "aes192-ctr", "aes256-ctr",
+}
+
+// GPUs is a project's GPU allocation: all of them, none, a count, or a list
+// of device UUIDs (stable across reboots, unlike indices).
+type GPUs struct {
+	Set   bool     // the key was present
+	All   bool     // "all"
+	Count int      // N > 0; 0 with All false and no IDs means none
+	IDs   []string // "GPU-<uuid>", ...
+	err   string   // set when the TOML value had the wrong shape
+}
+
+// None reports whether no GPU is attached.
+func (g GPUs) None() bool { return !g.All && g.Count == 0 && len(g.IDs) == 0 }
+
+func (g GPUs) String() string {
+	switch {
+	case g.All:
+		return "all"
+	case g.Count > 0:
+		return strconv.Itoa(g.Count)
+	case len(g.IDs) > 0:
+		return strings.Join(g.IDs, ",")
+	}
+	return "none"
+}
+
+// UnmarshalTOML accepts "all", "none", a positive integer or a list of UUIDs.
+// A wrong shape is recorded and reported by validate with its line.
+func (g *GPUs) UnmarshalTOML(raw []byte) error {
+	*g = GPUs{Set: true}
+	var v struct{ V any }
+	if err := toml.Unmarshal(append([]byte("V = "), raw...), &v); err != nil {
+		g.err = "want \"all\", \"none\", a count or a list of GPU UUIDs"
+		return nil
+	}
+	switch x := v.V.(type) {
+	case string:
+		switch strings.ToLower(x) {
+		case "all":
+			g.All = true
+		case "none", "":
+		default:
+			g.err = fmt.Sprintf("%q: want \"all\", \"none\", a count or a list of GPU UUIDs", x)
+		}
+	case int64:
+		if x < 0 {
+			g.err = fmt.Sprintf("%d: a count must not be negative", x)
+		}
+		g.Count = int(x)
+	case []any:
+		for _, e := range x {
+			id, ok := e.(string)
+			if !ok || !strings.HasPrefix(id, "GPU-") {
+				g.err = fmt.Sprintf("%v: list entries must be GPU UUIDs (\"GPU-...\")", e)
+				break
+			}
+			g.IDs = append(g.IDs, id)
+		}
+	default:
+		g.err = "want \"all\", \"none\", a count or a list of GPU UUIDs"
+	}
+	return nil
+}

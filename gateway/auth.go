@@ -1,0 +1,109 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// Permission extensions set once a key is verified. Channel handlers read
+// them from the ServerConn, never from values a callback left in the
+// connection context (CVE-2024-45337: PublicKeyCallback may run for keys the
+// client never proved it holds).
+const (
+	extUser    = "sygaldry-user"
+	extProject = "sygaldry-project"
+	extKey     = "sygaldry-key"
+)
+
+var errDenied = errors.New("permission denied")
+
+// authorize maps a key and login name to (user, project), or fails. Unknown
+// keys, unknown projects and non-members all fail the same way, so a probe
+// learns nothing about which projects exist.
+func (s *Server) authorize(login string, key gossh.PublicKey) (user string, ok bool) {
+	user, ok = s.Config.UserByKey(key)
+	if !ok {
+		return "", false
+	}
+	p, ok := s.Config.Project(login)
+	if !ok || !p.IsMember(user) {
+		return "", false
+	}
+	return user, true
+}
+
+// precheckKey answers the client's "would this key do?" queries. It grants
+// nothing by itself: VerifiedPublicKeyCallback decides after the signature.
+func (s *Server) precheckKey(ctx ssh.Context, key ssh.PublicKey) bool {
+	_, ok := s.authorize(ctx.User(), key)
+	if !ok {
+		s.log().Info("key refused", "remote", ctx.RemoteAddr().String(), "login", ctx.User(),
+			"fingerprint", gossh.FingerprintSHA256(key))
+	}
+	return ok
+}
+
+func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
+	cfg := &gossh.ServerConfig{
+		MaxAuthTries: s.Config.Server.MaxAuthTries,
+		VerifiedPublicKeyCallback: func(meta gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
+			user, ok := s.authorize(meta.User(), key)
+			if !ok {
+				return nil, errDenied
+			}
+			if st := stateOf(ctx); st != nil {
+				st.authenticated()
+			}
+			// A fresh Permissions: the one gliderlabs passes in is shared by
+			// every key the client asked about.
+			return &gossh.Permissions{Extensions: map[string]string{
+				extUser:    user,
+				extProject: meta.User(),
+				extKey:     gossh.FingerprintSHA256(key),
+			}}, nil
+		},
+	}
+	cfg.Ciphers = s.Config.Server.Ciphers
+	return cfg
+}
+
+// acceptConn runs before the handshake: it enforces the cap on
+// unauthenticated connections (sshd's MaxStartups) and the login grace time,
+// and starts the goroutine that owns the connection's cleanup.
+func (s *Server) acceptConn(ctx ssh.Context, c net.Conn) net.Conn {
+	log := s.log().With("remote", c.RemoteAddr().String())
+	if s.closing.Load() {
+		return nil
+	}
+	if n := s.unauthed.Add(1); n > int64(s.Config.Server.MaxStartups) {
+		s.unauthed.Add(-1)
+		log.Warn("refusing connection: too many unauthenticated connections", "max_startups", s.Config.Server.MaxStartups)
+		return nil
+	}
+	st := newConnState(s, ctx, c)
+	ctx.SetValue(connStateKey{}, st)
+	grace := s.Config.Server.LoginGraceTime.D
+	st.grace = time.AfterFunc(grace, func() {
+		if !st.isAuthenticated() {
+			log.Info("closing connection: not authenticated within login grace time", "grace", grace)
+			c.Close()
+		}
+	})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		st.run()
+	}()
+	return c
+}
+
+type connStateKey struct{}
+
+func stateOf(ctx ssh.Context) *connState {
+	st, _ := ctx.Value(connStateKey{}).(*connState)
+	return st
+}

@@ -1,0 +1,272 @@
+package gateway
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/sygaldry/sygaldry/sessions"
+)
+
+// handleChannel accepts a client channel and joins it to the same channel
+// type on the link. Session channels are accepted first so that a slow
+// container start can talk to the user on stderr; forwarding channels are
+// accepted only once the agent accepted its twin, so a refused dial reaches
+// the client as a refused open, as with sshd.
+func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.NewChannel, ctx ssh.Context) {
+	st := stateOf(ctx)
+	if st == nil || conn.Permissions == nil || conn.Permissions.Extensions[extUser] == "" {
+		nc.Reject(gossh.Prohibited, "not authenticated")
+		return
+	}
+	if s.closing.Load() {
+		nc.Reject(gossh.ResourceShortage, "gateway is shutting down")
+		return
+	}
+	st.chans.Add(1)
+	defer st.chans.Done()
+	if nc.ChannelType() == "session" {
+		s.handleSession(st, nc)
+		return
+	}
+
+	l, t, _, err := st.getLink(st.ctx, io.Discard)
+	if err != nil {
+		nc.Reject(gossh.ConnectionFailed, userMessage(err))
+		return
+	}
+	ach, areqs, err := l.OpenChannel(nc.ChannelType(), nc.ExtraData())
+	if err != nil {
+		reason, msg := gossh.ConnectionFailed, "the container refused the connection"
+		if oce, ok := err.(*gossh.OpenChannelError); ok {
+			reason, msg = oce.Reason, oce.Message
+		}
+		nc.Reject(reason, msg)
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		ach.Close()
+		return
+	}
+	st.proxy(nc.ChannelType(), ch, reqs, ach, areqs, t, func(_ *pipe, sess *sessions.Session) {
+		sess.SetKind(nc.ChannelType(), forwardTarget(nc.ChannelType(), nc.ExtraData()))
+	})
+}
+
+func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	// Requests must be read from now on: x/crypto's connection loop blocks
+	// once a channel's 16-slot request queue is full, which would stall every
+	// channel of the connection while the container starts.
+	queued := queueRequests(reqs)
+
+	l, t, linkDone, err := st.getLink(st.ctx, ch.Stderr())
+	if err != nil {
+		fmt.Fprintf(ch.Stderr(), "sygaldry: %s\r\n", userMessage(err))
+		refuseAll(ch, queued)
+		return
+	}
+	ach, areqs, err := l.OpenChannel("session", nil)
+	if err != nil {
+		st.log.Error("open session on link", "container", t.Name, "err", err)
+		fmt.Fprintf(ch.Stderr(), "sygaldry: the %s container refused a new session; try again\r\n", t.Name)
+		refuseAll(ch, queued)
+		return
+	}
+	// What sshd puts in every session's environment (the agent adds USER,
+	// HOME, SHELL, ...). Sent before any client request, so before exec.
+	user, project := st.identity()
+	for _, kv := range [][2]string{
+		{"SSH_CONNECTION", sshConnection(st.raw)},
+		{"SSH_CLIENT", sshClient(st.raw)},
+		{"SYGALDRY_USER", user},
+		{"SYGALDRY_PROJECT", project},
+	} {
+		if _, err := ach.SendRequest("env", false, gossh.Marshal(envRequest{kv[0], kv[1]})); err != nil {
+			st.log.Warn("set session env", "name", kv[0], "err", err)
+		}
+	}
+	accept := s.Config.Server.AcceptEnv
+	st.proxy("session", ch, queued, ach, areqs, t, func(p *pipe, sess *sessions.Session) {
+		p.session = true
+		p.linkLost = linkDone
+		p.onRequest = func(req *gossh.Request) bool { return observeRequest(st, sess, accept, req) }
+		p.onExit = func(kind string, payload []byte) {
+			switch kind {
+			case "exit-status":
+				if len(payload) >= 4 {
+					code := int(binary.BigEndian.Uint32(payload))
+					sess.SetExit(&code, "")
+				}
+			case "exit-signal":
+				var sig struct {
+					Signal string
+					Core   bool
+					Msg    string
+					Lang   string
+				}
+				if gossh.Unmarshal(payload, &sig) == nil {
+					sess.SetExit(nil, sig.Signal)
+				}
+			}
+		}
+	})
+}
+
+// observeRequest records what a session is (shell, command, sftp) and applies
+// the gateway's policy; it returns false to refuse the request.
+func observeRequest(st *connState, sess *sessions.Session, accept []string, req *gossh.Request) bool {
+	switch req.Type {
+	case "env":
+		var e envRequest
+		if gossh.Unmarshal(req.Payload, &e) != nil {
+			return false
+		}
+		if !acceptEnv(accept, e.Name) {
+			st.log.Debug("env refused", "name", e.Name)
+			return false
+		}
+	case "pty-req":
+		sess.SetPTY()
+	case "shell":
+		sess.SetKind("shell", "")
+	case "exec":
+		var c struct{ Command string }
+		if gossh.Unmarshal(req.Payload, &c) == nil {
+			sess.SetKind("exec", c.Command)
+		}
+	case "subsystem":
+		var c struct{ Name string }
+		if gossh.Unmarshal(req.Payload, &c) == nil {
+			kind := "subsystem"
+			if c.Name == "sftp" {
+				kind = "sftp"
+			}
+			sess.SetKind(kind, c.Name)
+		}
+	case "x11-req":
+		return false // no X11 channels are ever opened towards clients
+	}
+	return true
+}
+
+type envRequest struct {
+	Name, Value string
+}
+
+// refuseAll answers every queued request with failure and closes the
+// channel, so the client exits instead of waiting for a reply.
+func refuseAll(ch gossh.Channel, reqs <-chan *gossh.Request) {
+	ch.Close()
+	for req := range reqs {
+		if req.WantReply {
+			req.Reply(false, nil)
+		}
+	}
+}
+
+// queueRequests moves requests off x/crypto's bounded queue at once and
+// hands them on in order, however long the consumer takes to start.
+func queueRequests(in <-chan *gossh.Request) <-chan *gossh.Request {
+	out := make(chan *gossh.Request)
+	go func() {
+		defer close(out)
+		var q []*gossh.Request
+		for in != nil || len(q) > 0 {
+			var send chan *gossh.Request
+			var head *gossh.Request
+			if len(q) > 0 {
+				send, head = out, q[0]
+			}
+			select {
+			case r, ok := <-in:
+				if !ok {
+					in = nil
+					continue
+				}
+				q = append(q, r)
+			case send <- head:
+				q = q[1:]
+			}
+		}
+	}()
+	return out
+}
+
+// sshConnection is OpenSSH's SSH_CONNECTION: client ip, port, server ip, port.
+func sshConnection(c net.Conn) string {
+	rh, rp := hostPort(c.RemoteAddr())
+	lh, lp := hostPort(c.LocalAddr())
+	return strings.Join([]string{rh, rp, lh, lp}, " ")
+}
+
+// sshClient is OpenSSH's SSH_CLIENT: client ip, client port, server port.
+func sshClient(c net.Conn) string {
+	rh, rp := hostPort(c.RemoteAddr())
+	_, lp := hostPort(c.LocalAddr())
+	return strings.Join([]string{rh, rp, lp}, " ")
+}
+
+func hostPort(a net.Addr) (string, string) {
+	h, p, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String(), "0"
+	}
+	return h, p
+}
+
+// forwardTarget describes where a forwarding channel goes, for the registry.
+func forwardTarget(typ string, extra []byte) string {
+	switch typ {
+	case "direct-tcpip":
+		var d struct {
+			Host     string
+			Port     uint32
+			OrigHost string
+			OrigPort uint32
+		}
+		if gossh.Unmarshal(extra, &d) == nil {
+			return net.JoinHostPort(d.Host, strconv.Itoa(int(d.Port)))
+		}
+	case "direct-streamlocal@openssh.com":
+		var d struct {
+			Path      string
+			Reserved  string
+			Reserved2 uint32
+		}
+		if gossh.Unmarshal(extra, &d) == nil {
+			return d.Path
+		}
+	}
+	return ""
+}
+
+// handleGlobalForward passes remote-forward requests (-R) to the agent,
+// which listens inside the container; the reply (the bound port when 0 was
+// asked) comes back unchanged.
+func (s *Server) handleGlobalForward(ctx ssh.Context, _ *ssh.Server, req *gossh.Request) (bool, []byte) {
+	st := stateOf(ctx)
+	if st == nil || !st.isAuthenticated() || s.closing.Load() {
+		return false, nil
+	}
+	l, _, _, err := st.getLink(st.ctx, io.Discard)
+	if err != nil {
+		return false, nil
+	}
+	ok, payload, err := l.SendRequest(req.Type, req.WantReply, req.Payload)
+	if err != nil {
+		st.log.Warn("forward request to agent", "type", req.Type, "err", err)
+		return false, nil
+	}
+	return ok, payload
+}

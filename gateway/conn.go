@@ -1,0 +1,314 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/sygaldry/sygaldry/link"
+	"github.com/sygaldry/sygaldry/sessions"
+)
+
+// connState is one client connection: its authentication state, its link to
+// the agent (made on the first channel or forward request, shared by every
+// channel of the connection) and the cleanup that runs when it ends.
+type connState struct {
+	s      *Server
+	ctx    ssh.Context
+	raw    net.Conn
+	id     string
+	log    *slog.Logger
+	start  time.Time
+	grace  *time.Timer
+	authed atomic.Bool
+
+	mu       sync.Mutex
+	linking  chan struct{} // non-nil while a link is being made
+	link     *gossh.Client
+	target   Target
+	acquired bool
+	linkDone chan struct{} // closed when the link connection ends
+	chans    sync.WaitGroup
+}
+
+func newConnState(s *Server, ctx ssh.Context, c net.Conn) *connState {
+	id := strconv.FormatUint(s.connSeq.Add(1), 10)
+	return &connState{
+		s:     s,
+		ctx:   ctx,
+		raw:   c,
+		id:    id,
+		log:   s.log().With("conn", id, "remote", c.RemoteAddr().String()),
+		start: time.Now(),
+	}
+}
+
+func (st *connState) authenticated() {
+	if st.authed.CompareAndSwap(false, true) {
+		st.grace.Stop()
+		st.s.unauthed.Add(-1)
+	}
+}
+
+func (st *connState) isAuthenticated() bool { return st.authed.Load() }
+
+// sshConn is the connection after its handshake (nil before).
+func (st *connState) sshConn() *gossh.ServerConn {
+	c, _ := st.ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn)
+	return c
+}
+
+func (st *connState) identity() (user, project string) {
+	c := st.sshConn()
+	if c == nil || c.Permissions == nil {
+		return "", ""
+	}
+	return c.Permissions.Extensions[extUser], c.Permissions.Extensions[extProject]
+}
+
+// run owns the connection from accept to close: keepalives while it lives,
+// then the link and the container reference are released.
+func (st *connState) run() {
+	st.keepalive()
+	<-st.ctx.Done()
+	if !st.authed.Load() {
+		st.grace.Stop()
+		st.s.unauthed.Add(-1)
+		return
+	}
+	st.chans.Wait()
+	st.mu.Lock()
+	l, target, acquired := st.link, st.target, st.acquired
+	st.link, st.acquired = nil, false
+	st.mu.Unlock()
+	if l != nil {
+		l.Close()
+	}
+	if acquired {
+		st.s.Containers.Release(target.Name)
+	}
+	user, project := st.identity()
+	st.log.Info("connection closed", "user", user, "project", project, "duration", time.Since(st.start).Round(time.Millisecond))
+}
+
+// keepalive sends keepalive@openssh.com every interval while the connection
+// lives and closes it after KeepaliveCountMax unanswered ones (sshd's
+// ClientAliveInterval/CountMax). Any reply, even a failure, proves life.
+func (st *connState) keepalive() {
+	cfg := st.s.Config.Server
+	if cfg.KeepaliveInterval.D <= 0 {
+		return
+	}
+	t := time.NewTicker(cfg.KeepaliveInterval.D)
+	defer t.Stop()
+	missed := 0
+	for {
+		select {
+		case <-st.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c := st.sshConn()
+		if c == nil {
+			continue
+		}
+		replied := make(chan error, 1)
+		go func() {
+			_, _, err := c.SendRequest("keepalive@openssh.com", true, nil)
+			replied <- err
+		}()
+		select {
+		case err := <-replied:
+			if err != nil {
+				return // connection gone
+			}
+			missed = 0
+		case <-time.After(cfg.KeepaliveInterval.D):
+			missed++
+			if missed >= cfg.KeepaliveCountMax {
+				st.log.Info("closing connection: client stopped answering keepalives", "missed", missed)
+				c.Close()
+				return
+			}
+		case <-st.ctx.Done():
+			return
+		}
+	}
+}
+
+// getLink returns the connection's link to the agent, ensuring the container
+// first. Concurrent callers share one attempt; a failed attempt is retried
+// by the next caller. progress receives the user-facing lines of a slow
+// start (image build, container creation).
+func (st *connState) getLink(ctx context.Context, progress io.Writer) (*gossh.Client, Target, <-chan struct{}, error) {
+	for {
+		st.mu.Lock()
+		if st.link != nil {
+			l, t, d := st.link, st.target, st.linkDone
+			st.mu.Unlock()
+			return l, t, d, nil
+		}
+		if wait := st.linking; wait != nil {
+			st.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, Target{}, nil, context.Cause(ctx)
+			}
+		}
+		done := make(chan struct{})
+		st.linking = done
+		st.mu.Unlock()
+
+		l, t, err := st.dial(ctx, progress)
+
+		st.mu.Lock()
+		st.linking = nil
+		if err == nil {
+			st.link, st.target = l, t
+			st.linkDone = make(chan struct{})
+			linkDone := st.linkDone
+			go func() {
+				l.Wait()
+				close(linkDone)
+			}()
+		}
+		st.mu.Unlock()
+		close(done)
+		if err != nil {
+			return nil, Target{}, nil, err
+		}
+	}
+}
+
+// dial ensures the container, holds a reference on it for the connection's
+// life, and connects to its agent.
+func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Client, Target, error) {
+	user, project := st.identity()
+	if user == "" {
+		return nil, Target{}, errorf("not authenticated")
+	}
+	p, ok := st.s.Config.Project(project)
+	if !ok {
+		return nil, Target{}, errorf("project %q is no longer configured", project)
+	}
+	t, err := st.s.Containers.Ensure(ctx, p, user, progress)
+	if err != nil {
+		st.log.Error("ensure container", "user", user, "project", project, "err", err)
+		return nil, Target{}, errorf("cannot start your %s container: %s", project, shortReason(err))
+	}
+	st.mu.Lock()
+	if !st.acquired {
+		st.s.Containers.Acquire(t.Name)
+		st.acquired = true
+	}
+	st.mu.Unlock()
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	l, err := link.WaitReady(dctx, t.SocketPath)
+	if err != nil {
+		st.log.Error("link to agent", "container", t.Name, "err", err)
+		return nil, Target{}, errorf("the %s container does not answer; try again, or ask an admin to check `sygctl containers`", project)
+	}
+	for _, typ := range []string{"forwarded-tcpip", "forwarded-streamlocal@openssh.com", "auth-agent@openssh.com"} {
+		go st.serveAgentChannels(typ, l.HandleChannelOpen(typ), t)
+	}
+	st.log.Debug("link up", "container", t.Name)
+	return l, t, nil
+}
+
+// serveAgentChannels joins channels the agent opens (remote forwards,
+// agent-forwarding connections) to new channels towards the client.
+func (st *connState) serveAgentChannels(typ string, in <-chan gossh.NewChannel, t Target) {
+	for nc := range in {
+		c := st.sshConn()
+		if c == nil {
+			nc.Reject(gossh.ConnectionFailed, "client gone")
+			continue
+		}
+		ch, reqs, err := c.OpenChannel(typ, nc.ExtraData())
+		if err != nil {
+			reason, msg := gossh.ConnectionFailed, err.Error()
+			if oce, ok := err.(*gossh.OpenChannelError); ok {
+				reason, msg = oce.Reason, oce.Message
+			}
+			nc.Reject(reason, msg)
+			continue
+		}
+		ach, areqs, err := nc.Accept()
+		if err != nil {
+			ch.Close()
+			continue
+		}
+		st.chans.Add(1)
+		go func() {
+			defer st.chans.Done()
+			st.proxy(typ, ch, reqs, ach, areqs, t, nil)
+		}()
+	}
+}
+
+// proxy runs one pipe, registered in the session registry for its life.
+func (st *connState) proxy(kind string, client gossh.Channel, clientReqs <-chan *gossh.Request,
+	agent gossh.Channel, agentReqs <-chan *gossh.Request, t Target, setup func(*pipe, *sessions.Session)) {
+	user, project := st.identity()
+	ctx, cancel := context.WithCancelCause(st.ctx)
+	defer cancel(nil)
+	sess := st.s.Sessions.Add(sessions.Info{
+		Conn: st.id, User: user, Project: project, Container: t.Name,
+		RemoteAddr: st.raw.RemoteAddr().String(), Kind: kind,
+	}, cancel)
+	p := &pipe{client: client, clientReqs: clientReqs, agent: agent, agentReqs: agentReqs, activity: sess.Touch}
+	sess.CountBytes(&p.bytesIn, &p.bytesOut)
+	if setup != nil {
+		setup(p, sess)
+	}
+	start := time.Now()
+	p.run(ctx)
+	reason := "closed"
+	if c := context.Cause(ctx); c != nil && c != context.Canceled {
+		reason = c.Error()
+	}
+	st.s.Sessions.End(sess, reason)
+	in := sess.Info()
+	st.log.Info("channel closed", "session", in.ID, "kind", in.Kind, "command", in.Command,
+		"bytes_in", in.BytesIn, "bytes_out", in.BytesOut, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+// shortReason is the part of a container error fit for a user's terminal.
+func shortReason(err error) string {
+	if m := userMessage(err); m != "" {
+		return m
+	}
+	var ue interface{ UserMessage() string }
+	if ok := asUserMessage(err, &ue); ok {
+		return ue.UserMessage()
+	}
+	return "see the gateway log (" + time.Now().UTC().Format(time.RFC3339) + ")"
+}
+
+func asUserMessage(err error, target *interface{ UserMessage() string }) bool {
+	for err != nil {
+		if u, ok := err.(interface{ UserMessage() string }); ok {
+			*target = u
+			return true
+		}
+		switch x := err.(type) {
+		case interface{ Unwrap() error }:
+			err = x.Unwrap()
+		default:
+			return false
+		}
+	}
+	return false
+}
+

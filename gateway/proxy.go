@@ -1,0 +1,186 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// pipe is one client channel joined to its twin on the link. Data, extended
+// data, requests, EOF and CLOSE pass through unchanged, in the order the SSH
+// clients depend on (RFC 4254 §6.10, reference/openssh-compat.md §0.5):
+//
+//	all stdout and stderr → exit-status/exit-signal → EOF → CLOSE
+//
+// x/crypto hands a channel's data and its requests to us on separate queues,
+// so an exit-status from the agent can overtake output still buffered on the
+// link. The pipe therefore holds every exit-* request until both output
+// copies have drained, and (for sessions) holds EOF until the exit-* request
+// went out, as sshd does.
+type pipe struct {
+	client     gossh.Channel
+	clientReqs <-chan *gossh.Request
+	agent      gossh.Channel
+	agentReqs  <-chan *gossh.Request
+
+	// session is true for "session" channels: EOF waits for exit-status.
+	session bool
+	// onRequest sees every client request before it is forwarded; it returns
+	// false to refuse it (env allowlist) without asking the agent.
+	onRequest func(req *gossh.Request) bool
+	// onExit sees the exit-status or exit-signal payload.
+	onExit func(kind string, payload []byte)
+	// linkLost is closed when the link to the agent is gone (container
+	// stopped or killed): a session that ends without an exit status then
+	// tells the user why.
+	linkLost <-chan struct{}
+
+	bytesIn, bytesOut atomic.Int64 // client→agent, agent→client
+	activity          func()       // called on traffic; may be nil
+}
+
+// run proxies until both sides have closed or ctx is cancelled. A cancelled
+// ctx (admin kill, shutdown, lost container) writes its cause to the client's
+// stderr when the channel is a session, then closes both sides.
+func (p *pipe) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	outDone := make(chan struct{}) // both agent→client copies finished
+	var eofOnce sync.Once
+	sendEOF := func() { eofOnce.Do(func() { p.client.CloseWrite() }) }
+
+	// agent → client: stdout and stderr, to the end.
+	var outWG sync.WaitGroup
+	outWG.Add(2)
+	go func() {
+		defer outWG.Done()
+		p.copy(p.client, p.agent, &p.bytesOut)
+	}()
+	go func() {
+		defer outWG.Done()
+		p.copy(p.client.Stderr(), p.agent.Stderr(), &p.bytesOut)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		outWG.Wait()
+		close(outDone)
+		if !p.session {
+			// A forwarded connection is half-closed at once: the other
+			// direction may still be talking.
+			sendEOF()
+		}
+	}()
+
+	// client → agent: stdin until the client's EOF, then half-close.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.copy(p.agent, p.client, &p.bytesIn)
+		p.agent.CloseWrite()
+	}()
+
+	// client requests → agent, replies back. When the client closes the
+	// channel its request queue closes: tell the agent, which hangs up the
+	// processes (no orphans).
+	clientGone := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(clientGone)
+		for req := range p.clientReqs {
+			if p.onRequest != nil && !p.onRequest(req) {
+				if req.WantReply {
+					req.Reply(false, nil)
+				}
+				continue
+			}
+			ok, err := p.agent.SendRequest(req.Type, req.WantReply, req.Payload)
+			if req.WantReply {
+				req.Reply(ok && err == nil, nil)
+			}
+		}
+		p.agent.Close()
+	}()
+
+	// agent requests → client, exit-* only after the output has drained.
+	agentGone := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(agentGone)
+		exited := false
+		for req := range p.agentReqs {
+			switch req.Type {
+			case "exit-status", "exit-signal":
+				exited = true
+				<-outDone
+				if p.onExit != nil {
+					p.onExit(req.Type, req.Payload)
+				}
+			}
+			ok, err := p.client.SendRequest(req.Type, req.WantReply, req.Payload)
+			if req.WantReply {
+				req.Reply(ok && err == nil, nil)
+			}
+		}
+		// The agent closed its side: everything it sent has been queued.
+		<-outDone
+		if p.session && !exited && p.linkLost != nil {
+			select {
+			case <-p.linkLost:
+				io.WriteString(p.client.Stderr(), "\r\nsygaldry: lost the connection to your container (it was stopped or removed)\r\n")
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		sendEOF()
+		p.client.Close()
+	}()
+
+	select {
+	case <-agentGone:
+	case <-clientGone:
+	case <-ctx.Done():
+		if p.session {
+			if msg := userMessage(context.Cause(ctx)); msg != "" {
+				io.WriteString(p.client.Stderr(), "\r\nsygaldry: "+msg+"\r\n")
+			}
+		}
+		p.agent.Close()
+		p.client.Close()
+	}
+	// Whichever side ended first, the other is closed by the goroutines
+	// above once its queue closes; closing both again is harmless and makes
+	// sure no copy stays blocked on a peer that stopped reading.
+	<-agentGone
+	p.client.Close()
+	<-clientGone
+	p.agent.Close()
+	wg.Wait()
+}
+
+// copy moves bytes until EOF or error, counting them.
+func (p *pipe) copy(dst io.Writer, src io.Reader, n *atomic.Int64) {
+	buf := make([]byte, 64<<10)
+	for {
+		k, err := src.Read(buf)
+		if k > 0 {
+			n.Add(int64(k))
+			if p.activity != nil {
+				p.activity()
+			}
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				// The reader side must still be drained, or the peer's
+				// window never reopens and its writer blocks forever.
+				io.Copy(io.Discard, src)
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,201 @@
+// Package gateway is the SSH front of Sygaldry: host keys, authentication
+// (key → user, login name → project, membership), connection limits, and a
+// transparent proxy that joins every client channel to a channel on the link
+// to the agent inside the user's project container.
+//
+// gliderlabs/ssh provides the server loop, connection tracking and the
+// channel/request dispatch. Its own session and forwarding handlers are not
+// used: they rewrite \n to \r\n on ptys, block the request loop on resizes,
+// send exit-status 0 when a handler returns and dial from the host
+// (reference/openssh-compat.md §0). Session semantics live in the agent; the
+// gateway only observes requests as they pass, to fill the session registry.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/sessions"
+)
+
+// Containers is what the gateway needs from the container manager.
+type Containers interface {
+	// Ensure returns the running container of (user, project), creating,
+	// starting or building as needed; progress gets short lines for the user.
+	Ensure(ctx context.Context, project config.Resolved, user string, progress io.Writer) (Target, error)
+	// Acquire and Release bracket each client connection that uses a
+	// container, so an in-use container is neither recreated nor idle-stopped.
+	Acquire(name string)
+	Release(name string)
+}
+
+// Target is a running container and the host path of its agent socket.
+type Target struct {
+	Name       string
+	SocketPath string
+}
+
+// Server is the SSH gateway. Fill the fields, then call Serve.
+type Server struct {
+	Config     *config.Config
+	Containers Containers
+	Sessions   *sessions.Registry // nil: a registry without history
+	Logger     *slog.Logger       // nil: slog.Default()
+
+	// HostSigners are the host keys; empty: loaded or generated in
+	// Config.Server.StateDir by Serve.
+	HostSigners []gossh.Signer
+
+	once     sync.Once
+	srv      *ssh.Server
+	initErr  error
+	closing  atomic.Bool
+	unauthed atomic.Int64 // connections that have not authenticated yet
+	connSeq  atomic.Uint64
+	wg       sync.WaitGroup // per-connection goroutines we own
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = ssh.ErrServerClosed
+
+func (s *Server) log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.Default()
+	}
+	return s.Logger
+}
+
+func (s *Server) init() error {
+	s.once.Do(func() {
+		if s.Config == nil {
+			s.initErr = errors.New("gateway: no config")
+			return
+		}
+		if s.Containers == nil {
+			s.initErr = errors.New("gateway: no container manager")
+			return
+		}
+		if s.Sessions == nil {
+			s.Sessions = sessions.NewRegistry(nil)
+		}
+		if len(s.HostSigners) == 0 {
+			signers, err := LoadHostKeys(s.Config.Server.StateDir, s.log())
+			if err != nil {
+				s.initErr = err
+				return
+			}
+			s.HostSigners = signers
+		}
+		s.srv = s.newSSHServer()
+	})
+	return s.initErr
+}
+
+func (s *Server) newSSHServer() *ssh.Server {
+	srv := &ssh.Server{
+		Version:          "Sygaldry",
+		HostSigners:      nil,
+		PublicKeyHandler: s.precheckKey,
+		ConnCallback:     s.acceptConn,
+		ServerConfigCallback: func(ctx ssh.Context) *gossh.ServerConfig {
+			return s.serverConfig(ctx)
+		},
+		ConnectionFailedCallback: func(c net.Conn, err error) {
+			s.log().Debug("handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		},
+		ChannelHandlers: map[string]ssh.ChannelHandler{
+			"session":                        s.handleChannel,
+			"direct-tcpip":                   s.handleChannel,
+			"direct-streamlocal@openssh.com": s.handleChannel,
+		},
+		RequestHandlers: map[string]ssh.RequestHandler{
+			"tcpip-forward":                          s.handleGlobalForward,
+			"cancel-tcpip-forward":                   s.handleGlobalForward,
+			"streamlocal-forward@openssh.com":        s.handleGlobalForward,
+			"cancel-streamlocal-forward@openssh.com": s.handleGlobalForward,
+		},
+	}
+	for _, hs := range s.HostSigners {
+		srv.AddHostKey(hs)
+	}
+	return srv
+}
+
+// Serve accepts connections on l until Shutdown or Close.
+func (s *Server) Serve(l net.Listener) error {
+	if err := s.init(); err != nil {
+		return err
+	}
+	if s.closing.Load() {
+		return ErrServerClosed
+	}
+	s.log().Info("listening", "addr", l.Addr().String())
+	return s.srv.Serve(l)
+}
+
+// Shutdown stops accepting connections and waits for the open ones to end
+// or ctx to expire; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	if err := s.init(); err != nil {
+		return err
+	}
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		s.srv.Close()
+	}
+	s.waitConns(5 * time.Second)
+	return err
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	s.closing.Store(true)
+	if err := s.init(); err != nil {
+		return err
+	}
+	err := s.srv.Close()
+	s.waitConns(5 * time.Second)
+	return err
+}
+
+func (s *Server) waitConns(d time.Duration) {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		s.log().Warn("connections still tearing down after close", "waited", d)
+	}
+}
+
+// userError is a cancel cause whose text is shown to the user.
+type userError struct{ msg string }
+
+func (e *userError) Error() string { return e.msg }
+
+// userMessage returns the text to show the user for a cancel cause, or "".
+func userMessage(cause error) string {
+	var ue *userError
+	if errors.As(cause, &ue) {
+		return ue.msg
+	}
+	var ke *sessions.KilledError
+	if errors.As(cause, &ke) {
+		return ke.Error()
+	}
+	return ""
+}
+
+func errorf(format string, args ...any) error { return &userError{fmt.Sprintf(format, args...)} }

@@ -1,0 +1,139 @@
+// Package testenv gives integration tests the real parts they need: the
+// Docker engine, a Debian image built without a registry, and the agent
+// binary. In CI (CI=true) a missing engine fails the test; elsewhere it skips.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+)
+
+// BaseImage is the Debian image built by test/image/build.sh (bash,
+// coreutils, procps, python3, rsync, openssh-client, tmux, user kvothe 1000).
+const BaseImage = "sygaldry/testbase:bookworm"
+
+// TestLabel marks every container a test creates, for cleanup and leak checks.
+const TestLabel = "sygaldry.test"
+
+// RepoRoot is the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Docker returns a client for the local engine, failing (CI) or skipping the
+// test when the engine cannot be reached.
+func Docker(t testing.TB) *client.Client {
+	t.Helper()
+	cl, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = cl.Ping(ctx)
+		cancel()
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("Docker engine unavailable (required in CI): %v", err)
+		}
+		t.Skipf("Docker engine unavailable: %v", err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+var imageOnce struct {
+	sync.Mutex
+	done bool
+}
+
+// Image makes sure BaseImage exists, building it with debootstrap if needed
+// (about a minute), and returns its name.
+func Image(t testing.TB) string {
+	t.Helper()
+	Docker(t)
+	imageOnce.Lock()
+	defer imageOnce.Unlock()
+	if imageOnce.done {
+		return BaseImage
+	}
+	cmd := exec.Command("bash", filepath.Join(RepoRoot(), "test", "image", "build.sh"), BaseImage)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("build test image: %v\n%s", err, out)
+	}
+	imageOnce.done = true
+	return BaseImage
+}
+
+var agentOnce struct {
+	sync.Mutex
+	path string
+}
+
+// AgentBinary builds the static sygaldry-agent once per test binary and
+// returns its path.
+func AgentBinary(t testing.TB) string {
+	t.Helper()
+	agentOnce.Lock()
+	defer agentOnce.Unlock()
+	if agentOnce.path != "" {
+		return agentOnce.path
+	}
+	dir, err := os.MkdirTemp("", "sygaldry-agent-bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "sygaldry-agent")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", path, "./cmd/agent")
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build agent: %v\n%s", err, out)
+	}
+	agentOnce.path = path
+	return path
+}
+
+// ShortTempDir returns a temp directory with a short path: unix socket paths
+// are limited to 108 bytes and t.TempDir() paths are long.
+func ShortTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "syg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("cleanup %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// UniqueName returns a short name unique to this test run, for projects and
+// images (lowercase, starts with a letter).
+func UniqueName(prefix string) string {
+	return fmt.Sprintf("%s%d%03d", prefix, os.Getpid()%100000, seq())
+}
+
+var seqMu sync.Mutex
+var seqN int
+
+func seq() int {
+	seqMu.Lock()
+	defer seqMu.Unlock()
+	seqN++
+	return seqN
+}

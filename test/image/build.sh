@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds a small Debian image without a registry: debootstrap a rootfs from the
+# machine's own apt mirror, add the container user, and `docker import` it.
+# Used by the integration tests and by `make run` (the dev image); the real
+# CUDA image (container/dev_container.dockerfile) needs a registry to build.
+#
+# usage: test/image/build.sh TAG
+set -euo pipefail
+
+tag=${1:?usage: build.sh TAG}
+if docker image inspect "$tag" >/dev/null 2>&1; then
+	echo "image $tag already present"
+	exit 0
+fi
+
+# The mirror and suite come from this machine's apt configuration, never from
+# the repository: deb822 sources first, then the classic one-line format.
+mirror="" suite=""
+if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+	mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+	suite=$(awk '/^Suites:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+fi
+if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
+	read -r mirror suite < <(awk '$1 == "deb" {print $2, $3; exit}' /etc/apt/sources.list)
+fi
+if [ -z "$mirror" ] || [ -z "$suite" ]; then
+	echo "build.sh: cannot find a Debian mirror in /etc/apt" >&2
+	exit 1
+fi
+command -v debootstrap >/dev/null || { echo "build.sh: debootstrap is not installed" >&2; exit 1; }
+
+work=$(mktemp -d /var/tmp/sygaldry-rootfs.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+rootfs=$work/rootfs
+
+packages=bash,coreutils,procps,python3,rsync,openssh-client,less,vim-tiny,tmux,tar,gzip,ca-certificates,locales
+echo "debootstrap $suite into $rootfs (packages: $packages)"
+debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+	tail -n 30 "$work/debootstrap.log" >&2
+	exit 1
+}
+
+chroot "$rootfs" /usr/sbin/useradd --create-home --uid 1000 --user-group --shell /bin/bash kvothe
+chroot "$rootfs" /bin/sh -c 'echo "C.UTF-8 UTF-8" >> /etc/locale.gen; echo "en_US.UTF-8 UTF-8" >> /etc/locale.gen; locale-gen >/dev/null 2>&1 || true'
+mkdir -p "$rootfs/workspace" "$rootfs/opt/spack_store" "$rootfs/opt/bazel_cache" "$rootfs/config"
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/tmp/*
+
+tar -C "$rootfs" -c . | docker import \
+	-c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+	-c 'ENV LANG=C.UTF-8' \
+	-c 'CMD ["/bin/bash"]' \
+	- "$tag" >/dev/null
+echo "built $tag"
