@@ -1,0 +1,346 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/creack/pty"
+	dcontainer "github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/container"
+	"github.com/sygaldry/sygaldry/internal/testenv"
+)
+
+var built struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// binDir builds sygctl once and puts the agent next to it, as `make build`
+// lays out bin/.
+func binDir(t *testing.T) string {
+	t.Helper()
+	agent := testenv.AgentBinary(t)
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "sygctl-bin")
+		if err != nil {
+			built.err = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "sygctl"), "./cmd/sygctl")
+		cmd.Dir = testenv.RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = errors.New(string(out))
+			return
+		}
+		data, err := os.ReadFile(agent)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "sygaldry-agent"), data, 0o755)
+		}
+		built.dir, built.err = dir, err
+	})
+	if built.err != nil {
+		t.Fatalf("build sygctl: %v", built.err)
+	}
+	return built.dir
+}
+
+// launchRig is one launcher setup: project, storage, state dir, label.
+type launchRig struct {
+	t       *testing.T
+	cl      *client.Client
+	bin     string
+	image   string
+	project string
+	root    string
+	state   string
+	testID  string
+}
+
+func newLaunchRig(t *testing.T) *launchRig {
+	t.Helper()
+	cl := testenv.Docker(t)
+	r := &launchRig{t: t, cl: cl, image: testenv.Image(t), bin: binDir(t), project: testenv.UniqueName("l"), testID: testenv.UniqueName("t")}
+	dir := testenv.ShortTempDir(t)
+	r.root, r.state = dir+"/s", dir+"/st"
+	t.Cleanup(func() { removeLabelled(t, cl, r.testID) })
+	return r
+}
+
+func (r *launchRig) cmd(args ...string) *exec.Cmd {
+	full := append([]string{"launch", "--state-dir", r.state, "--user", "tester", "--label", testenv.TestLabel + "=" + r.testID}, args...)
+	cmd := exec.Command(filepath.Join(r.bin, "sygctl"), full...)
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SYGALDRY_") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env,
+		"SYGALDRY_PROJECT_ID="+r.project,
+		"SYGALDRY_IMAGE="+r.image,
+		"SYGALDRY_GPU=false",
+		"SYGALDRY_STORAGE_ROOT="+r.root,
+	)
+	return cmd
+}
+
+// run runs sygctl launch with stdin and returns stdout, stderr, exit code.
+func (r *launchRig) run(stdin string, args ...string) (string, string, int) {
+	r.t.Helper()
+	cmd := r.cmd(args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		r.t.Fatalf("run sygctl: %v", err)
+	}
+	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
+}
+
+func TestLaunchExec(t *testing.T) {
+	r := newLaunchRig(t)
+	name := container.ContainerName(r.project, "tester")
+
+	stdout, stderr, code := r.run("", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+	if code != 7 || stdout != "out\n" {
+		t.Errorf("exit %d, stdout %q (stderr %q)", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "Creating container "+name+" from "+r.image) || !strings.HasSuffix(stderr, "err\n") {
+		t.Errorf("stderr = %q", stderr)
+	}
+
+	// Reused: quiet, fast; signals come back as 128+N; arguments stay words.
+	stdout, stderr, code = r.run("", "sh", "-c", "kill -TERM $$")
+	if code != 143 || stdout != "" || stderr != "" {
+		t.Errorf("signal: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	stdout, _, code = r.run("", "--", "printf", `%s|\n`, "a b", "c'd", "$HOME", "")
+	if code != 0 || stdout != "a b|\nc'd|\n$HOME|\n|\n" {
+		t.Errorf("quoting: exit %d, stdout %q", code, stdout)
+	}
+	// stdin is passed through to EOF; no pty without a terminal.
+	stdout, _, code = r.run("line one\nline two\n", "sh", "-c", "cat; test -t 0 || echo no-tty")
+	if code != 0 || stdout != "line one\nline two\nno-tty\n" {
+		t.Errorf("stdin: exit %d, stdout %q", code, stdout)
+	}
+	// No command: a login shell reading stdin.
+	stdout, _, code = r.run("id -un; pwd; exit 4\n")
+	if code != 4 || stdout != "kvothe\n/home/kvothe\n" {
+		t.Errorf("shell: exit %d, stdout %q", code, stdout)
+	}
+}
+
+// TestLaunchSameContainerAsGateway: the launcher's container is exactly
+// what BuildSpec gives for the same input, and the gateway's Manager,
+// asked for the same (project, user), takes it as it is.
+func TestLaunchSameContainerAsGateway(t *testing.T) {
+	r := newLaunchRig(t)
+	if _, stderr, code := r.run("", "true"); code != 0 {
+		t.Fatalf("launch: exit %d\n%s", code, stderr)
+	}
+	ctx := context.Background()
+	name := container.ContainerName(r.project, "tester")
+	ci, err := r.cl.ContainerInspect(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ii, err := r.cl.ImageInspect(ctx, r.image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults, err := config.Parse("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := config.Resolved{Name: r.project, Settings: defaults.Defaults}
+	p.Image = r.image
+	labels := map[string]string{testenv.TestLabel: r.testID}
+	agent := filepath.Join(r.bin, "sygaldry-agent")
+	want, err := container.BuildSpec(container.SpecInput{
+		Project: p, User: "tester", StorageRoot: r.root,
+		LinkDir: container.LinkDir(r.state, name), AgentPath: agent,
+		ImageID: ii.ID, DisableGPUs: true, Labels: labels,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(ci.Config.Labels, want.Config.Labels) {
+		t.Errorf("labels = %v\nwant %v", ci.Config.Labels, want.Config.Labels)
+	}
+	if !reflect.DeepEqual(ci.HostConfig.Mounts, want.HostConfig.Mounts) {
+		t.Errorf("mounts = %+v\nwant %+v", ci.HostConfig.Mounts, want.HostConfig.Mounts)
+	}
+	if ci.Config.User != want.Config.User || ci.Config.Hostname != want.Config.Hostname ||
+		!reflect.DeepEqual(ci.Config.Env[:len(want.Config.Env)], want.Config.Env) ||
+		len(ci.HostConfig.DeviceRequests) != 0 || ci.HostConfig.ShmSize != want.HostConfig.ShmSize ||
+		!reflect.DeepEqual(ci.HostConfig.Ulimits, want.HostConfig.Ulimits) {
+		t.Errorf("container %+v\n%+v\ndiffers from spec %+v\n%+v", ci.Config, ci.HostConfig, want.Config, want.HostConfig)
+	}
+
+	m, err := container.NewManager(container.Options{
+		Client: r.cl, StorageRoot: r.root, StateDir: r.state, AgentPath: agent,
+		DisableGPUs: true, Labels: labels,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	inst, err := m.Ensure(ctx, p, "tester", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.ID != ci.ID {
+		t.Errorf("the manager made %s instead of using the launcher's %s", inst.ID, ci.ID)
+	}
+}
+
+func TestLaunchInteractive(t *testing.T) {
+	r := newLaunchRig(t)
+	cmd := r.cmd()
+	cmd.Env = append(cmd.Env, "TERM=xterm")
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 101})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var out syncBuffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, ptmx); close(copied) }()
+	waitOutput := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(out.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the terminal:\n%s", what, out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitOutput("$ ")
+	io.WriteString(ptmx, "stty size; test -t 0 && echo tty-$((6*7))\r")
+	waitOutput("tty-42")
+	if !strings.Contains(out.String(), "30 101") {
+		t.Errorf("pty size not passed: %q", out.String())
+	}
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // SIGWINCH → window-change is asynchronous
+	io.WriteString(ptmx, "stty size\r")
+	waitOutput("40 120")
+	io.WriteString(ptmx, "exit\r")
+
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit: %v\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("sygctl did not exit after `exit`:\n%s", out.String())
+	}
+	ptmx.Close()
+	<-copied
+}
+
+func TestLaunchRefuses(t *testing.T) {
+	r := newLaunchRig(t)
+	if _, stderr, code := r.run("", "--user", "Bad-User", "true"); code != 2 || !strings.Contains(stderr, `user name "Bad-User" is not valid`) {
+		t.Errorf("bad user: exit %d, %q", code, stderr)
+	}
+	if _, stderr, code := r.run("", "--agent", "/nonexistent/agent", "true"); code != 2 || !strings.Contains(stderr, "no sygaldry-agent binary at /nonexistent/agent") {
+		t.Errorf("no agent: exit %d, %q", code, stderr)
+	}
+	cmd := r.cmd("true")
+	cmd.Env = append(cmd.Env, "SYGALDRY_PROJECT_ID=../etc")
+	if out, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "not a valid name") {
+		t.Errorf("bad project: %q", out)
+	}
+	cmd = r.cmd("true")
+	cmd.Env = append(cmd.Env, "SYGALDRY_IMAGE=sygaldry-test/"+testenv.UniqueName("none")+":x")
+	out, _ := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != exitLaunchFailed || !strings.Contains(string(out), "is missing and no dockerfile is configured for project "+r.project) {
+		t.Errorf("missing image: exit %d, %q", cmd.ProcessState.ExitCode(), out)
+	}
+	if strings.Contains(string(out), "Error response from daemon") {
+		t.Errorf("engine error shown without -v: %q", out)
+	}
+}
+
+func TestLaunchConfigFile(t *testing.T) {
+	r := newLaunchRig(t)
+	cfgPath := filepath.Join(r.root + "-cfg.toml")
+	doc := `
+[docker]
+storage_root = "/nonexistent/overridden/by/env"
+[defaults]
+gpus = "all"
+[projects.` + r.project + `]
+members = []
+env = { FROM_CONFIG = "yes" }
+hostname = "cfg-host"
+`
+	if err := os.WriteFile(cfgPath, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cfgPath) })
+	stdout, stderr, code := r.run("", "--config", cfgPath, "sh", "-c", "echo $FROM_CONFIG $(hostname)")
+	if code != 0 || stdout != "yes cfg-host\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(r.root, r.project, "monorepo_home")); err != nil {
+		t.Errorf("SYGALDRY_STORAGE_ROOT not used: %v", err)
+	}
+}
+
+func removeLabelled(t *testing.T, cl *client.Client, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs, err := cl.ContainerList(ctx, dcontainer.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", testenv.TestLabel+"="+id))})
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	for _, c := range cs {
+		if err := cl.ContainerRemove(ctx, c.ID, dcontainer.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("cleanup: remove %s: %v", c.ID, err)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

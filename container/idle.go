@@ -1,0 +1,145 @@
+package container
+
+import (
+	"context"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+)
+
+// use is the gateway's count of connections inside one container, and the
+// idle timer armed when it drops to zero.
+type use struct {
+	n     int
+	timer *time.Timer
+	gen   uint64 // bumped on every arm and cancel; a firing timer checks it
+}
+
+func (u *use) stopTimer() {
+	if u.timer != nil {
+		u.timer.Stop()
+		u.timer = nil
+	}
+	u.gen++
+}
+
+// Acquire records a connection using container name: an acquired container
+// is neither recreated nor stopped when idle. Pair it with Release.
+func (m *Manager) Acquire(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := m.uses[name]
+	if u == nil {
+		u = &use{}
+		m.uses[name] = u
+	}
+	u.n++
+	u.stopTimer()
+}
+
+// Release ends a use recorded by Acquire. At zero, the idle timer starts.
+func (m *Manager) Release(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := m.uses[name]
+	if u == nil || u.n == 0 {
+		m.log.Error("release of a container that was not acquired", "container", name)
+		return
+	}
+	u.n--
+	if u.n == 0 {
+		m.armIdleLocked(name, u)
+	}
+}
+
+// InUse is the number of connections that hold container name.
+func (m *Manager) InUse(name string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u := m.uses[name]; u != nil {
+		return u.n
+	}
+	return 0
+}
+
+// touchIdle (re)starts the idle timer of a container nobody holds, so a
+// container that Ensure started but no connection acquired is stopped too,
+// and the Ensure→Acquire gap is covered by a fresh full period.
+func (m *Manager) touchIdle(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := m.uses[name]
+	if u == nil {
+		u = &use{}
+		m.uses[name] = u
+	}
+	if u.n == 0 {
+		m.armIdleLocked(name, u)
+	}
+}
+
+func (m *Manager) armIdleLocked(name string, u *use) {
+	u.stopTimer()
+	d := m.opts.IdleStop
+	if d <= 0 || m.closed {
+		delete(m.uses, name)
+		return
+	}
+	gen := u.gen
+	u.timer = time.AfterFunc(d, func() { m.idleStop(name, gen) })
+}
+
+// idleStop stops container name if nobody acquired it since the timer of
+// generation gen was armed.
+func (m *Manager) idleStop(name string, gen uint64) {
+	current := func() bool {
+		u := m.uses[name]
+		return u != nil && u.n == 0 && u.gen == gen
+	}
+	m.mu.Lock()
+	if m.closed || !current() {
+		m.mu.Unlock()
+		return
+	}
+	m.wg.Add(1)
+	m.mu.Unlock()
+	defer m.wg.Done()
+
+	// No caller's context exists here: the stop is bounded by its own timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	// Under the container's lock, so no Ensure is half way through it.
+	unlock, err := m.locks.lock(ctx, name)
+	if err != nil {
+		m.log.Warn("idle stop: lock", "container", name, "err", err)
+		return
+	}
+	defer unlock()
+	m.mu.Lock()
+	ok := current()
+	if ok {
+		delete(m.uses, name)
+	}
+	m.mu.Unlock()
+	if !ok {
+		return // acquired or re-armed while we waited for the lock
+	}
+
+	ci, err := m.api.ContainerInspect(ctx, name)
+	if err != nil {
+		if !cerrdefs.IsNotFound(err) {
+			m.log.Warn("idle stop: inspect", "container", name, "err", err)
+		}
+		return
+	}
+	if ci.Config == nil || ci.Config.Labels[LabelManaged] != "true" || ci.State == nil || !ci.State.Running {
+		return
+	}
+	timeout := stopTimeoutSeconds
+	if err := m.api.ContainerStop(ctx, ci.ID, container.StopOptions{Timeout: &timeout}); err != nil {
+		m.log.Warn("idle stop failed", "container", name, "err", err)
+		return
+	}
+	m.log.Info("stopped idle container", "container", name, "idle", m.opts.IdleStop)
+}

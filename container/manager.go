@@ -1,0 +1,296 @@
+package container
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+
+	"github.com/sygaldry/sygaldry/config"
+)
+
+// Options configure a Manager. The zero value works: NewManager fills the
+// defaults documented on each field.
+type Options struct {
+	Client *client.Client // nil: NewManager connects to Host and Close closes that client
+	Host   string         // engine address when Client is nil; empty: DOCKER_HOST, else the local socket
+
+	StorageRoot string        // empty: config.DefaultStorageRoot
+	StateDir    string        // link dirs go under <StateDir>/run; empty: config.DefaultStateDir
+	AgentPath   string        // host sygaldry-agent binary; empty: next to this executable
+	IdleStop    time.Duration // stop a container this long after its last Release; 0: never
+
+	// ReadyTimeout bounds the wait for the agent socket after a start (and
+	// for an already running container). 0: 30s.
+	ReadyTimeout time.Duration
+
+	// DisableGPUs attaches no GPUs whatever the projects say (SYGALDRY_GPU=false).
+	DisableGPUs bool
+
+	// Ulimits replace DefaultUlimits (nil: the defaults, see SpecInput), for
+	// engines that may not raise memlock; GPU containers then may not suit
+	// CUDA/NCCL.
+	Ulimits []*container.Ulimit
+
+	// KeepRunning: a running container whose spec changed is used as it is,
+	// never recreated. sygctl launch sets it: it cannot see the gateway's
+	// use counts, so it cannot know that nobody is inside.
+	KeepRunning bool
+
+	// Labels are added to every container (tests: sygaldry.test=<id>); they
+	// are part of the spec hash.
+	Labels map[string]string
+
+	// DockerfileDir is the base of relative dockerfile paths; empty: the
+	// working directory.
+	DockerfileDir string
+
+	// Projects resolves a project name for List's spec check; nil: List
+	// reports SpecUnknown.
+	Projects func(name string) (config.Resolved, bool)
+
+	Logger *slog.Logger // nil: slog.Default()
+}
+
+// OptionsFromConfig takes the manager's settings from a gateway config.
+func OptionsFromConfig(c *config.Config) Options {
+	return Options{
+		Host:        c.Docker.Host,
+		StorageRoot: c.Docker.StorageRoot,
+		StateDir:    c.Server.StateDir,
+		AgentPath:   c.Server.AgentPath,
+		IdleStop:    c.Server.IdleStop.D,
+		Projects:    c.Project,
+	}
+}
+
+// Default timings.
+const (
+	DefaultReadyTimeout = 30 * time.Second
+	stopTimeoutSeconds  = 10               // SIGTERM, then SIGKILL, as `docker stop`
+	cleanupTimeout      = 60 * time.Second // cleanup on a context that was not cancelled
+)
+
+// Instance is a running container whose agent answers.
+type Instance struct {
+	ID         string
+	Name       string // sygaldry-<project>-<user>
+	LinkDir    string // host directory mounted at /.sygaldry/run
+	SocketPath string // host path of the agent socket, for link.Dial
+}
+
+// Manager drives the lifecycle of the managed containers. It is safe for
+// concurrent use; Close stops its idle timers and waits for its work.
+type Manager struct {
+	opts   Options
+	api    dockerAPI
+	closer io.Closer // the client NewManager opened; nil when given one
+	log    *slog.Logger
+	locks  keyedLocks // per container name and per image
+
+	mu     sync.Mutex
+	uses   map[string]*use
+	closed bool
+	wg     sync.WaitGroup // Ensure calls and idle stops in flight
+}
+
+// NewManager returns a Manager; it connects to the engine lazily.
+func NewManager(opts Options) (*Manager, error) {
+	var api dockerAPI
+	var closer io.Closer
+	if opts.Client != nil {
+		api = opts.Client
+	} else {
+		copts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+		if opts.Host != "" {
+			copts = append(copts, client.WithHost(opts.Host))
+		}
+		cl, err := client.NewClientWithOpts(copts...)
+		if err != nil {
+			return nil, fmt.Errorf("docker client: %w", err)
+		}
+		api, closer = cl, cl
+	}
+	return newManager(api, closer, opts)
+}
+
+func newManager(api dockerAPI, closer io.Closer, opts Options) (*Manager, error) {
+	opts.StorageRoot = or(opts.StorageRoot, config.DefaultStorageRoot)
+	opts.StateDir = or(opts.StateDir, config.DefaultStateDir)
+	if opts.AgentPath == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find sygaldry-agent: %w", err)
+		}
+		opts.AgentPath = filepath.Join(filepath.Dir(exe), "sygaldry-agent")
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = DefaultReadyTimeout
+	}
+	for _, p := range []string{opts.StorageRoot, opts.StateDir, opts.AgentPath} {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("container manager: %q is not an absolute path", p)
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Manager{
+		opts:   opts,
+		api:    api,
+		closer: closer,
+		log:    log.With("component", "container"),
+		uses:   map[string]*use{},
+	}, nil
+}
+
+// Close stops the idle timers, waits for Ensure calls and idle stops in
+// flight, and closes the engine client it opened. Containers keep running.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	for _, u := range m.uses {
+		u.stopTimer()
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+	if m.closer != nil {
+		return m.closer.Close()
+	}
+	return nil
+}
+
+// begin registers work that Close waits for.
+func (m *Manager) begin() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	return true
+}
+
+// Ensure returns (project, user)'s running container, after building its
+// image, creating, starting or recreating it as needed; progress gets short
+// lines for the user while that happens. Concurrent calls for one container
+// are serialised, so 20 first logins make one container.
+//
+// Call Acquire(inst.Name) once the connection uses the container: Ensure
+// leaves an unused container to the idle timer.
+func (m *Manager) Ensure(ctx context.Context, p config.Resolved, user string, progress io.Writer) (*Instance, error) {
+	if !config.ValidProjectName(p.Name) || !config.ValidUserName(user) {
+		return nil, userErr(ErrBadName, fmt.Errorf("project %q, user %q", p.Name, user), "invalid project or user name")
+	}
+	if progress == nil {
+		progress = io.Discard
+	}
+	if !m.begin() {
+		return nil, ErrManagerClosed
+	}
+	defer m.wg.Done()
+
+	name := ContainerName(p.Name, user)
+	log := m.log.With("container", name, "project", p.Name, "user", user)
+	unlock, err := m.locks.lock(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	inst, err := m.ensureLocked(ctx, log, p, user, progress)
+	if err != nil {
+		log.Warn("ensure container failed", "err", err)
+		return nil, err
+	}
+	m.touchIdle(name)
+	return inst, nil
+}
+
+// spec builds the spec of (p, user) with the manager's host layout.
+func (m *Manager) spec(p config.Resolved, user, imageID string) (Spec, error) {
+	name := ContainerName(p.Name, user)
+	return BuildSpec(SpecInput{
+		Project:     p,
+		User:        user,
+		StorageRoot: m.opts.StorageRoot,
+		LinkDir:     LinkDir(m.opts.StateDir, name),
+		AgentPath:   m.opts.AgentPath,
+		ImageID:     imageID,
+		DisableGPUs: m.opts.DisableGPUs,
+		Ulimits:     m.opts.Ulimits,
+		Labels:      m.opts.Labels,
+	})
+}
+
+func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.Resolved, user string, progress io.Writer) (*Instance, error) {
+	image := or(p.Image, config.DefaultImage)
+	imageID, err := m.ensureImage(ctx, p, image, progress)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := m.spec(p, user, imageID)
+	if err != nil {
+		return nil, userErr(nil, err, "the configuration of project %s cannot make a container; the administrator can find the details in the gateway log", p.Name)
+	}
+	if fi, err := os.Stat(m.opts.AgentPath); err != nil || !fi.Mode().IsRegular() {
+		if err == nil {
+			err = fs.ErrInvalid
+		}
+		return nil, userErr(ErrAgentMissing, err, "the sygaldry-agent binary is missing on the host (%s)", m.opts.AgentPath)
+	}
+
+	cur, err := m.find(ctx, p.Name, user)
+	if err != nil {
+		return nil, err
+	}
+	if cur != nil && cur.hash != spec.Hash {
+		switch {
+		case cur.running() && m.InUse(spec.Name) > 0:
+			log.Info("container spec changed; in use, keeping the old one until nobody is inside", "id", cur.id)
+		case cur.running() && m.opts.KeepRunning:
+			log.Info("container spec changed; running, keeping it", "id", cur.id)
+			fmt.Fprintf(progress, "Container %s runs with an older configuration; using it as it is (stop it to apply the change).\n", spec.Name)
+		default:
+			log.Info("container spec changed; recreating", "id", cur.id, "old", cur.hash, "new", spec.Hash)
+			fmt.Fprintf(progress, "The configuration of %s changed; recreating it ...\n", spec.Name)
+			if err := m.remove(ctx, cur.id); err != nil {
+				return nil, err
+			}
+			cur = nil
+		}
+	}
+	if cur != nil && cur.state == "dead" {
+		log.Warn("container is dead; recreating", "id", cur.id)
+		if err := m.remove(ctx, cur.id); err != nil {
+			return nil, err
+		}
+		cur = nil
+	}
+
+	if cur == nil {
+		id, err := m.create(ctx, log, p, spec, progress)
+		if err != nil {
+			return nil, err
+		}
+		return m.startAndWait(ctx, log, p, spec, id, progress)
+	}
+	switch cur.state {
+	case "running", "restarting":
+		// Kept or current: its link dir is the one it was made with.
+		spec.LinkDir, spec.SocketPath = cur.linkDir, cur.socketPath()
+		return m.waitReady(ctx, log, spec.Name, cur.id, spec.SocketPath)
+	case "created", "exited":
+		return m.startAndWait(ctx, log, p, spec, cur.id, progress)
+	default:
+		return nil, userErr(nil, fmt.Errorf("state %q", cur.state), "container %s is %s; the administrator has to look at it", spec.Name, cur.state)
+	}
+}
