@@ -3,7 +3,9 @@ package sessions
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -29,8 +31,43 @@ func OpenHistory(path string, log *slog.Logger) (*History, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	// A crash mid-Append leaves a last line without its newline; the next
+	// record would be glued onto it and lost with it. End that line first.
+	if torn, err := endsTorn(path); err != nil {
+		log.Warn("check session history", "path", path, "err", err)
+	} else if torn {
+		if _, err := f.Write([]byte{'\n'}); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open session history: %w", err)
+		}
+		log.Warn("session history ended in a torn record; it is skipped", "path", path)
+	}
 	return &History{path: path, f: f, log: log}, nil
 }
+
+// endsTorn reports whether the file at path is non-empty and does not end
+// in a newline.
+func endsTorn(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return false, err
+	}
+	var last [1]byte
+	if _, err := f.ReadAt(last[:], fi.Size()-1); err != nil {
+		return false, err
+	}
+	return last[0] != '\n', nil
+}
+
+// maxHistoryLine bounds one record. The longest exec command an SSH client
+// can send (a 256 KiB packet) is at most 6x that once JSON-escaped; a longer
+// line is skipped rather than failing the whole read.
+const maxHistoryLine = 8 << 20
 
 // Append writes one ended session. A write failure is logged, not returned:
 // losing a history line must not break the user's session teardown.
@@ -60,21 +97,38 @@ func (h *History) Read(n int) ([]Info, error) {
 		return nil, fmt.Errorf("read session history: %w", err)
 	}
 	defer f.Close()
-	var out []Info
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
+	var (
+		out     []Info
+		line    []byte
+		tooLong bool
+	)
+	rd := bufio.NewReaderSize(f, 64<<10)
+	for {
+		chunk, err := rd.ReadSlice('\n')
+		if !tooLong && len(line)+len(chunk) > maxHistoryLine {
+			tooLong, line = true, line[:0]
+			h.log.Warn("session history: record too long, skipped", "path", h.path)
+		}
+		if !tooLong {
+			line = append(line, chunk...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue // the rest of this line is still to come
+		}
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("read session history: %w", err)
+		}
 		var in Info
-		if json.Unmarshal(sc.Bytes(), &in) != nil {
-			continue
+		if !tooLong && len(line) > 0 && json.Unmarshal(line, &in) == nil {
+			out = append(out, in)
+			if n > 0 && len(out) > 2*n {
+				out = append(out[:0], out[len(out)-n:]...)
+			}
 		}
-		out = append(out, in)
-		if n > 0 && len(out) > 2*n {
-			out = append(out[:0], out[len(out)-n:]...)
+		line, tooLong = line[:0], false
+		if err == io.EOF {
+			break
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read session history: %w", err)
 	}
 	if n > 0 && len(out) > n {
 		out = out[len(out)-n:]
