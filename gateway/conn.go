@@ -204,7 +204,7 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 	t, err := st.s.Containers.Ensure(ctx, p, user, progress)
 	if err != nil {
 		st.log.Error("ensure container", "user", user, "project", project, "err", err)
-		return nil, Target{}, errorf("cannot start your %s container: %s", project, shortReason(err))
+		return nil, Target{}, errorf("%s", shortReason(err))
 	}
 	st.mu.Lock()
 	if !st.acquired {
@@ -289,26 +289,5 @@ func shortReason(err error) string {
 	if m := userMessage(err); m != "" {
 		return m
 	}
-	var ue interface{ UserMessage() string }
-	if ok := asUserMessage(err, &ue); ok {
-		return ue.UserMessage()
-	}
-	return "see the gateway log (" + time.Now().UTC().Format(time.RFC3339) + ")"
+	return "the administrator can find the details in the gateway log"
 }
-
-func asUserMessage(err error, target *interface{ UserMessage() string }) bool {
-	for err != nil {
-		if u, ok := err.(interface{ UserMessage() string }); ok {
-			*target = u
-			return true
-		}
-		switch x := err.(type) {
-		case interface{ Unwrap() error }:
-			err = x.Unwrap()
-		default:
-			return false
-		}
-	}
-	return false
-}
-

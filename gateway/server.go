@@ -180,10 +180,26 @@ func (s *Server) waitConns(d time.Duration) {
 	}
 }
 
-// userError is a cancel cause whose text is shown to the user.
-type userError struct{ msg string }
+// userError carries a short text for the user's terminal; the cause (for
+// the log) stays behind it.
+type userError struct {
+	msg   string
+	cause error
+}
 
-func (e *userError) Error() string { return e.msg }
+func (e *userError) Error() string {
+	if e.cause == nil {
+		return e.msg
+	}
+	return e.msg + ": " + e.cause.Error()
+}
+
+func (e *userError) Unwrap() error { return e.cause }
+
+// UserError returns an error whose message msg is fit to show the user;
+// cause is kept for the log. Containers implementations return it from
+// Ensure.
+func UserError(msg string, cause error) error { return &userError{msg, cause} }
 
 // userMessage returns the text to show the user for a cancel cause, or "".
 func userMessage(cause error) string {
@@ -198,4 +214,4 @@ func userMessage(cause error) string {
 	return ""
 }
 
-func errorf(format string, args ...any) error { return &userError{fmt.Sprintf(format, args...)} }
+func errorf(format string, args ...any) error { return &userError{msg: fmt.Sprintf(format, args...)} }

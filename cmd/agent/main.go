@@ -1,0 +1,107 @@
+// Command sygaldry-agent is the SSH server inside every Sygaldry container
+// (package agent). It is the container's entrypoint:
+//
+//	sygaldry-agent serve --listen /.sygaldry/run/agent.sock
+//
+// As PID 1 it first becomes init (reaps zombies, forwards SIGTERM/SIGINT)
+// and re-executes itself to serve.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/sygaldry/sygaldry/agent"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+const usage = `usage:
+  sygaldry-agent serve [--listen PATH] [--log-level LEVEL] [--shutdown-timeout DURATION]
+  sygaldry-agent version
+`
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+func run(argv []string, stdout, stderr io.Writer) int {
+	if len(argv) < 2 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch argv[1] {
+	case "serve":
+		return serve(argv, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "sygaldry-agent %s (%s)\n", version, runtime.Version())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "sygaldry-agent: unknown command %q\n%s", argv[1], usage)
+		return 2
+	}
+}
+
+func serve(argv []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "/.sygaldry/run/agent.sock", "unix socket the gateway connects to (created 0600)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	grace := fs.Duration("shutdown-timeout", 5*time.Second, "on SIGTERM, how long sessions may take to end before they are killed")
+	if err := fs.Parse(argv[2:]); err != nil {
+		return 2
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "sygaldry-agent: --log-level: %v\n", err)
+		return 2
+	}
+	// stderr is what `docker logs` shows.
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	if agent.ShouldRunInit() {
+		return agent.RunInit(argv, log)
+	}
+
+	ln, err := agent.ListenUnix(*listen)
+	if err != nil {
+		log.Error("agent cannot listen", "err", err)
+		return 1
+	}
+	srv := &agent.Server{Logger: log}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	select {
+	case err := <-errc:
+		log.Error("agent stopped", "err", err)
+		srv.Close()
+		return 1
+	case <-ctx.Done():
+	}
+	log.Info("agent shutting down", "timeout", *grace)
+	sctx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("agent shutdown incomplete", "err", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, agent.ErrServerClosed) {
+		log.Warn("agent serve", "err", err)
+	}
+	return 0
+}

@@ -1,0 +1,144 @@
+// Command sygaldry-gateway is the SSH gateway: `ssh PROJECT@host` lands the
+// user in their own container of that project.
+//
+//	sygaldry-gateway --config /etc/sygaldry/gateway.toml
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/sygaldry/sygaldry/admin"
+	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/container"
+	"github.com/sygaldry/sygaldry/gateway"
+	"github.com/sygaldry/sygaldry/sessions"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	configPath := flag.String("config", "/etc/sygaldry/gateway.toml", "configuration file")
+	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	checkOnly := flag.Bool("check", false, "validate the configuration and exit")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "sygaldry-gateway: --log-level %q: want debug, info, warn or error\n", *logLevel)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sygaldry-gateway: %v\n", err)
+		return 2
+	}
+	if *checkOnly {
+		fmt.Printf("%s: ok (%d projects, %d users)\n", *configPath, len(cfg.Projects), len(cfg.Users))
+		return 0
+	}
+	if err := serve(cfg, log); err != nil {
+		log.Error("gateway stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(cfg *config.Config, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.Server.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	agentPath := cfg.Server.AgentPath
+	if agentPath == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find own executable: %w", err)
+		}
+		agentPath = filepath.Join(filepath.Dir(exe), "sygaldry-agent")
+	}
+	if _, err := os.Stat(agentPath); err != nil {
+		return fmt.Errorf("agent binary: %w (build it with `make build`, or set server.agent_path)", err)
+	}
+
+	hist, err := sessions.OpenHistory(filepath.Join(cfg.Server.StateDir, "history.jsonl"), log)
+	if err != nil {
+		return err
+	}
+	defer hist.Close()
+	registry := sessions.NewRegistry(hist)
+	registry.SetIDBase(hist.MaxID())
+
+	opts := container.OptionsFromConfig(cfg)
+	opts.AgentPath = agentPath
+	opts.Logger = log.With("component", "containers")
+	mgr, err := container.NewManager(opts)
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+
+	gw := &gateway.Server{
+		Config:     cfg,
+		Containers: gateway.ManagerContainers(mgr),
+		Sessions:   registry,
+		Logger:     log,
+	}
+	l, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+
+	adm := &admin.Server{
+		Sessions:   admin.FromRegistry(registry),
+		Containers: gateway.AdminContainers(mgr),
+		Logger:     log.With("component", "admin"),
+	}
+	al, err := admin.Listen(cfg.Server.AdminSocket)
+	if err != nil {
+		l.Close()
+		return err
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- gw.Serve(l) }()
+	go func() { errc <- adm.Serve(al) }()
+	log.Info("sygaldry-gateway started", "listen", l.Addr().String(), "admin", cfg.Server.AdminSocket,
+		"projects", len(cfg.Projects), "users", len(cfg.Users), "agent", agentPath)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	var runErr error
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down", "signal", sig.String())
+	case runErr = <-errc:
+		log.Error("server failed", "err", runErr)
+	}
+	// Stop admitting, let sessions finish for a while, then close the rest.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := gw.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("gateway shutdown", "err", err)
+	}
+	if err := adm.Shutdown(ctx); err != nil {
+		log.Warn("admin shutdown", "err", err)
+	}
+	if errors.Is(runErr, gateway.ErrServerClosed) || errors.Is(runErr, admin.ErrServerClosed) {
+		runErr = nil
+	}
+	return runErr
+}

@@ -1,0 +1,98 @@
+package gateway_test
+
+import (
+	"bufio"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sygaldry/sygaldry/admin"
+	"github.com/sygaldry/sygaldry/admin/client"
+	"github.com/sygaldry/sygaldry/gateway"
+	"github.com/sygaldry/sygaldry/internal/testenv"
+)
+
+// An admin sees a live session through the admin API (what `sygctl
+// sessions` shows) and kills it; the user is told why.
+func TestAdminListsAndKillsSession(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t, 2*time.Minute)
+	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
+	l, err := admin.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &admin.Server{Sessions: admin.FromRegistry(w.registry), Containers: gateway.AdminContainers(w.mgr)}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	cl := client.New(sock)
+
+	cmd := w.client(w.alice).SSH(ctx, "echo started; sleep 300")
+	stdout, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	bufio.NewReader(stdout).ReadString('\n')
+
+	list, err := cl.Sessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for _, s := range list {
+		if s.Kind == "exec" && s.Command == "echo started; sleep 300" {
+			id = s.ID
+			if s.User != "alice" || s.Project != w.project || s.Container != "sygaldry-"+w.project+"-alice" ||
+				!strings.HasPrefix(s.RemoteAddr, "127.0.0.1:") || s.Started.IsZero() {
+				t.Errorf("session = %+v", s)
+			}
+		}
+	}
+	if id == "" {
+		t.Fatalf("session not listed: %+v", list)
+	}
+	cs, err := cl.Containers(ctx)
+	if err != nil || len(cs) == 0 {
+		t.Fatalf("containers: %v %v", cs, err)
+	}
+
+	if err := cl.Kill(ctx, id, "maintenance"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("killed session did not end")
+	}
+	if !strings.Contains(stderr.String(), "killed by an administrator: maintenance") {
+		t.Errorf("user was not told: %q", stderr.String())
+	}
+	if cmd.ProcessState.ExitCode() == 0 {
+		t.Error("killed session exited 0")
+	}
+	// The session leaves the live list (and enters the history) once its
+	// teardown finishes; then it cannot be killed again.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		list, err := cl.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(list, func(s client.Session) bool { return s.ID == id }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("killed session still listed")
+		}
+	}
+	if err := cl.Kill(ctx, id, ""); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("killing an ended session: %v, want ErrNotFound", err)
+	}
+}

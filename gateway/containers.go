@@ -1,0 +1,46 @@
+package gateway
+
+import (
+	"context"
+	"io"
+
+	"github.com/sygaldry/sygaldry/admin"
+	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/container"
+)
+
+// ManagerContainers adapts the container manager to what the gateway needs.
+func ManagerContainers(m *container.Manager) Containers { return managerContainers{m} }
+
+type managerContainers struct{ m *container.Manager }
+
+func (c managerContainers) Ensure(ctx context.Context, p config.Resolved, user string, progress io.Writer) (Target, error) {
+	inst, err := c.m.Ensure(ctx, p, user, progress)
+	if err != nil {
+		return Target{}, UserError(container.UserMessage(err), err)
+	}
+	return Target{Name: inst.Name, SocketPath: inst.SocketPath}, nil
+}
+
+func (c managerContainers) Acquire(name string) { c.m.Acquire(name) }
+func (c managerContainers) Release(name string) { c.m.Release(name) }
+
+// AdminContainers adapts the container manager to the admin API's listing.
+func AdminContainers(m *container.Manager) admin.Containers { return adminContainers{m} }
+
+type adminContainers struct{ m *container.Manager }
+
+func (a adminContainers) List(ctx context.Context) ([]admin.ContainerInfo, error) {
+	all, err := a.m.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.ContainerInfo, 0, len(all))
+	for _, c := range all {
+		out = append(out, admin.ContainerInfo{
+			Name: c.Name, Project: c.Project, User: c.User, State: c.State,
+			Image: c.Image, Created: c.Created, UpToDate: c.Spec == container.SpecCurrent,
+		})
+	}
+	return out, nil
+}

@@ -1,0 +1,226 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/sygaldry/sygaldry/config"
+	sygcontainer "github.com/sygaldry/sygaldry/container"
+	"github.com/sygaldry/sygaldry/gateway"
+	"github.com/sygaldry/sygaldry/internal/sshtest"
+	"github.com/sygaldry/sygaldry/internal/testenv"
+	"github.com/sygaldry/sygaldry/sessions"
+)
+
+// world is a real gateway on 127.0.0.1 with a real container manager on the
+// local engine, the Debian test image, and three users: alice and bob are
+// members of the project, carol is known but not a member.
+type world struct {
+	t        *testing.T
+	docker   *client.Client
+	project  string
+	testID   string
+	storage  string
+	state    string
+	cfg      *config.Config
+	mgr      *sygcontainer.Manager
+	gw       *gateway.Server
+	registry *sessions.Registry
+	port     string
+	alice    sshtest.Key
+	bob      sshtest.Key
+	carol    sshtest.Key
+	stranger sshtest.Key
+}
+
+type worldOpt func(extra *strings.Builder)
+
+// withProjectTOML appends lines to the project's table.
+func withProjectTOML(lines string) worldOpt {
+	return func(b *strings.Builder) { b.WriteString(lines + "\n") }
+}
+
+func newWorld(t *testing.T, opts ...worldOpt) *world {
+	t.Helper()
+	sshtest.Require(t, "ssh", "scp", "sftp", "rsync")
+	w := &world{t: t, docker: testenv.Docker(t)}
+	image := testenv.Image(t)
+	agentBin := testenv.AgentBinary(t)
+	dir := testenv.ShortTempDir(t)
+	w.storage = filepath.Join(dir, "storage")
+	w.state = filepath.Join(dir, "state")
+	w.project = testenv.UniqueName("p")
+	w.testID = w.project
+	keys := filepath.Join(dir, "keys")
+	if err := os.Mkdir(keys, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	w.alice = sshtest.NewKey(t, keys, "alice")
+	w.bob = sshtest.NewKey(t, keys, "bob")
+	w.carol = sshtest.NewKey(t, keys, "carol")
+	w.stranger = sshtest.NewKey(t, keys, "stranger")
+
+	var extra strings.Builder
+	for _, o := range opts {
+		o(&extra)
+	}
+	doc := fmt.Sprintf(`
+[server]
+listen = "127.0.0.1:0"
+state_dir = %q
+admin_socket = %q
+agent_path = %q
+idle_stop = "0"
+login_grace_time = "10s"
+
+[docker]
+storage_root = %q
+
+[defaults]
+image = %q
+gpus = "none"
+shm_size = "64m"
+
+[projects.%s]
+members = ["alice", "bob"]
+%s
+[projects.other]
+members = ["carol"]
+
+[users.alice]
+keys = [%q]
+[users.bob]
+keys = [%q]
+[users.carol]
+keys = [%q]
+`, w.state, filepath.Join(dir, "admin.sock"), agentBin, w.storage, image, w.project, extra.String(),
+		w.alice.Authorized, w.bob.Authorized, w.carol.Authorized)
+	cfg, err := config.Parse("test.toml", []byte(doc))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, doc)
+	}
+	w.cfg = cfg
+
+	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	mopts := sygcontainer.OptionsFromConfig(cfg)
+	mopts.Labels = map[string]string{testenv.TestLabel: w.testID}
+	mopts.Logger = log
+	w.mgr, err = sygcontainer.NewManager(mopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.registry = sessions.NewRegistry(nil)
+	w.gw = &gateway.Server{
+		Config:     cfg,
+		Containers: gateway.ManagerContainers(w.mgr),
+		Sessions:   w.registry,
+		Logger:     log,
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, w.port, _ = net.SplitHostPort(l.Addr().String())
+	served := make(chan error, 1)
+	go func() { served <- w.gw.Serve(l) }()
+	t.Cleanup(func() {
+		w.gw.Close()
+		if err := <-served; err != nil && err != gateway.ErrServerClosed {
+			t.Errorf("Serve: %v", err)
+		}
+		w.mgr.Close()
+		w.removeContainers()
+	})
+	return w
+}
+
+// removeContainers force-removes every container this test made.
+func (w *world) removeContainers() {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, c := range w.containers(ctx, "") {
+		if err := w.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
+			w.t.Logf("remove %s: %v", c.Names, err)
+		}
+	}
+}
+
+// containers lists this test's containers, of one user when user != "".
+func (w *world) containers(ctx context.Context, user string) []container.Summary {
+	f := filters.NewArgs(filters.Arg("label", testenv.TestLabel+"="+w.testID))
+	if user != "" {
+		f.Add("label", "sygaldry.user="+user)
+	}
+	cs, err := w.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return cs
+}
+
+// ssh returns a client logging in to the test project (or login) as key.
+func (w *world) client(key sshtest.Key, login ...string) sshtest.Client {
+	c := sshtest.Client{Host: "127.0.0.1", Port: w.port, Login: w.project, Key: key}
+	if len(login) > 0 {
+		c.Login = login[0]
+	}
+	return c
+}
+
+// exec runs a command in user's container through `docker exec` (as the
+// container user), to look at it from outside the gateway.
+func (w *world) dockerExec(user string, args ...string) string {
+	w.t.Helper()
+	name := sygcontainer.ContainerName(w.project, user)
+	out, err := exec.Command("docker", append([]string{"exec", name}, args...)...).CombinedOutput()
+	if err != nil {
+		w.t.Fatalf("docker exec %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// testWriter sends logs to t.Log, so they show only for failing tests; once
+// the test is over, late lines are dropped (t.Log would panic).
+type testWriter struct {
+	t    *testing.T
+	done *atomic.Bool
+}
+
+func newTestWriter(t *testing.T) testWriter {
+	w := testWriter{t, new(atomic.Bool)}
+	t.Cleanup(func() { w.done.Store(true) })
+	return w
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = testWriter{}
+
+func stopOptions(seconds int) container.StopOptions {
+	return container.StopOptions{Timeout: &seconds}
+}
