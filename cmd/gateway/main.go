@@ -113,6 +113,10 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	if cfg.Server.MetricsListen != "" {
+		log.Warn("server.metrics_listen is set but this version serves no metrics yet", "metrics_listen", cfg.Server.MetricsListen)
+	}
+
 	errc := make(chan error, 2)
 	go func() { errc <- gw.Serve(l) }()
 	go func() { errc <- adm.Serve(al) }()
