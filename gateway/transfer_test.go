@@ -220,3 +220,64 @@ func freePort(t *testing.T) int {
 	t.Fatal("no free port pair")
 	return 0
 }
+
+// VS Code Remote-SSH: a bootstrap script piped to `bash` with no pty, then
+// a SOCKS (-D) tunnel to the server it started, over the same kind of
+// connection; plus ControlMaster multiplexing many sessions on one
+// connection.
+func TestVSCodeStyleFlows(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t, 3*time.Minute)
+	c := w.client(w.alice)
+
+	r := sshtest.Must(t, c.SSH(ctx, "-T", "--", "bash"), []byte("echo hello\nuname -s\ncd ~ && pwd\n"))
+	if r.Stdout != "hello\nLinux\n/home/kvothe\n" {
+		t.Errorf("script on stdin: %v", r)
+	}
+
+	// ControlMaster: one connection, several sessions at once.
+	sockDir := testenv.ShortTempDir(t)
+	mc := c
+	mc.Extra = []string{"-o", "ControlPath=" + filepath.Join(sockDir, "cm"), "-o", "ControlMaster=auto", "-o", "ControlPersist=30"}
+	sshtest.Must(t, mc.SSH(ctx, "true"), nil)
+	t.Cleanup(func() { exec.Command("ssh", append(mc.Options(), "-O", "exit", "-p", w.port, mc.Login+"@127.0.0.1")...).Run() })
+	errs := make(chan string, 8)
+	for i := range 8 {
+		go func() {
+			r := sshtest.Run(t, mc.SSH(ctx, fmt.Sprintf("sleep 0.3; echo %d", i)), nil)
+			if r.Code != 0 || r.Stdout != fmt.Sprintf("%d\n", i) {
+				errs <- r.String()
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range 8 {
+		if e := <-errs; e != "" {
+			t.Errorf("multiplexed session: %s", e)
+		}
+	}
+
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Log("curl missing: SOCKS check skipped")
+		return
+	}
+	sshtest.Must(t, c.SSH(ctx, `mkdir -p ~/v && echo vscode-server > ~/v/index.html && cd ~/v && { nohup python3 -m http.server --bind 127.0.0.1 8777 >/dev/null 2>&1 & } && sleep 0.5`), nil)
+	lport := freePort(t)
+	socks := c.SSH(ctx, "-N", "-D", fmt.Sprintf("127.0.0.1:%d", lport), "--")
+	if err := socks.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { socks.Process.Kill(); socks.Wait() })
+	var out []byte
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var err error
+		out, err = exec.CommandContext(ctx, "curl", "-s", "--max-time", "5", "--socks5-hostname", fmt.Sprintf("127.0.0.1:%d", lport), "http://localhost:8777/").Output()
+		if err == nil {
+			break
+		}
+	}
+	if string(out) != "vscode-server\n" {
+		t.Errorf("GET through -D = %q", out)
+	}
+}
