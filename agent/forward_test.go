@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -119,11 +119,11 @@ func serveForwarded(ln net.Listener) {
 
 func TestTCPIPForwardPortZeroAndCancel(t *testing.T) {
 	t.Parallel()
-	// GatewayPorts lets the test use its own loopback address, so a port
-	// freed by the cancel cannot be taken by another test's 127.0.0.1
-	// listener before the "not listening any more" check.
+	// GatewayPorts lets each run use a loopback address of its own, so a
+	// port freed by the cancel cannot be taken by another test's listener
+	// before the "not listening any more" check.
 	c := startAgent(t, func(s *Server) { s.GatewayPorts = true }).dial(t)
-	const host = "127.0.0.7"
+	host := fmt.Sprintf("127.%d.%d.%d", 64+mrand.IntN(64), mrand.IntN(256), 1+mrand.IntN(254))
 	ln, err := c.Listen("tcp", host+":0")
 	must(t, err, "tcpip-forward")
 	port := ln.Addr().(*net.TCPAddr).Port
@@ -141,13 +141,8 @@ func TestTCPIPForwardPortZeroAndCancel(t *testing.T) {
 
 	must(t, ln.Close(), "cancel-tcpip-forward")
 	if c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", host, port), time.Second); err == nil {
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		c.Write([]byte("probe"))
-		b := make([]byte, 100)
-		n, rerr := c.Read(b)
-		out, _ := exec.Command("ss", "-tanp").CombinedOutput()
 		c.Close()
-		t.Fatalf("port still listening after cancel: local %v remote %v read %q %v\n%s", c.LocalAddr(), c.RemoteAddr(), b[:n], rerr, grepLines(string(out), fmt.Sprint(port)))
+		t.Fatal("port still listening after cancel")
 	}
 }
 
@@ -217,14 +212,4 @@ func errConnRefused() error {
 	ln.Close()
 	_, err := net.Dial("tcp", addr)
 	return err
-}
-
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -8,6 +8,10 @@
 set -euo pipefail
 
 tag=${1:?usage: build.sh TAG}
+# Test packages run in parallel and may all ask for the image at once: build
+# it once, the others wait and then find it.
+exec 9>"/tmp/sygaldry-image-build.lock"
+flock 9
 if docker image inspect "$tag" >/dev/null 2>&1; then
 	echo "image $tag already present"
 	exit 0
