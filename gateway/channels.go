@@ -43,11 +43,7 @@ func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.N
 	}
 	ach, areqs, err := l.OpenChannel(nc.ChannelType(), nc.ExtraData())
 	if err != nil {
-		reason, msg := gossh.ConnectionFailed, "the container refused the connection"
-		if oce, ok := err.(*gossh.OpenChannelError); ok {
-			reason, msg = oce.Reason, oce.Message
-		}
-		nc.Reject(reason, msg)
+		rejectAs(nc, err)
 		return
 	}
 	ch, reqs, err := nc.Accept()
@@ -269,4 +265,14 @@ func (s *Server) handleGlobalForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 		return false, nil
 	}
 	return ok, payload
+}
+
+// rejectAs refuses nc the way the other side refused its twin, so the
+// client sees the real reason ("connect failed: connection refused").
+func rejectAs(nc gossh.NewChannel, err error) {
+	if oce, ok := err.(*gossh.OpenChannelError); ok {
+		nc.Reject(oce.Reason, oce.Message)
+		return
+	}
+	nc.Reject(gossh.ConnectionFailed, "the other side refused the channel")
 }

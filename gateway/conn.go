@@ -237,11 +237,7 @@ func (st *connState) serveAgentChannels(typ string, in <-chan gossh.NewChannel, 
 		}
 		ch, reqs, err := c.OpenChannel(typ, nc.ExtraData())
 		if err != nil {
-			reason, msg := gossh.ConnectionFailed, err.Error()
-			if oce, ok := err.(*gossh.OpenChannelError); ok {
-				reason, msg = oce.Reason, oce.Message
-			}
-			nc.Reject(reason, msg)
+			rejectAs(nc, err)
 			continue
 		}
 		ach, areqs, err := nc.Accept()
