@@ -240,7 +240,9 @@ func TestVSCodeStyleFlows(t *testing.T) {
 	mc := c
 	mc.Extra = []string{"-o", "ControlPath=" + filepath.Join(sockDir, "cm"), "-o", "ControlMaster=auto", "-o", "ControlPersist=30"}
 	sshtest.Must(t, mc.SSH(ctx, "true"), nil)
-	t.Cleanup(func() { exec.Command("ssh", append(mc.Options(), "-O", "exit", "-p", w.port, mc.Login+"@127.0.0.1")...).Run() })
+	t.Cleanup(func() {
+		exec.Command("ssh", append(mc.Options(), "-O", "exit", "-p", w.port, mc.Login+"@127.0.0.1")...).Run()
+	})
 	errs := make(chan string, 8)
 	for i := range 8 {
 		go func() {
