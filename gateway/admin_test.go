@@ -3,15 +3,22 @@ package gateway_test
 import (
 	"bufio"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/admin/client"
 	"github.com/sygaldry/sygaldry/gateway"
+	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 )
 
@@ -94,5 +101,59 @@ func TestAdminListsAndKillsSession(t *testing.T) {
 	}
 	if err := cl.Kill(ctx, id, ""); !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("killing an ended session: %v, want ErrNotFound", err)
+	}
+}
+
+// The Prometheus metrics follow what users do: connections, refused keys,
+// ended sessions by kind, bytes, container start time, and live sessions.
+func TestMetrics(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t, 2*time.Minute)
+	c := w.client(w.alice)
+	sshtest.Must(t, c.SSH(ctx, "head -c 1000 /dev/zero"), nil)
+	sshtest.Run(t, w.client(w.stranger).SSH(ctx, "true"), nil)
+
+	cmd := c.SSH(ctx, "echo started; sleep 300")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	bufio.NewReader(stdout).ReadString('\n')
+
+	srv := httptest.NewServer(promhttp.HandlerFor(w.metrics, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	var body string
+	// Ended-session counters are updated when the teardown finishes.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		if strings.Contains(body, `sygaldry_sessions_total{kind="exec"} 1`) {
+			break
+		}
+	}
+	for _, want := range []string{
+		`sygaldry_sessions_total{kind="exec"} 1`,
+		`sygaldry_session_bytes_total{direction="out"} 1000`,
+		`sygaldry_sessions_live{kind="exec",project="` + w.project + `"} 1`,
+		`sygaldry_ssh_connections_authenticated 1`,
+		`sygaldry_container_ensure_seconds_count{outcome="ok"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, re := range []string{`sygaldry_ssh_connections_total [3-9]`, `sygaldry_ssh_key_refusals_total [1-9]`} {
+		if !regexp.MustCompile(re).MatchString(body) {
+			t.Errorf("metrics do not match %s", re)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
 	}
 }

@@ -41,6 +41,7 @@ func (s *Server) authorize(login string, key gossh.PublicKey) (user string, ok b
 func (s *Server) precheckKey(ctx ssh.Context, key ssh.PublicKey) bool {
 	_, ok := s.authorize(ctx.User(), key)
 	if !ok {
+		s.Metrics.keyRefused()
 		s.log().Info("key refused", "remote", ctx.RemoteAddr().String(), "login", ctx.User(),
 			"fingerprint", gossh.FingerprintSHA256(key))
 	}
@@ -84,6 +85,7 @@ func (s *Server) acceptConn(ctx ssh.Context, c net.Conn) net.Conn {
 		log.Warn("refusing connection: too many unauthenticated connections", "max_startups", s.Config.Server.MaxStartups)
 		return nil
 	}
+	s.Metrics.connAccepted()
 	st := newConnState(s, ctx, c)
 	ctx.SetValue(connStateKey{}, st)
 	grace := s.Config.Server.LoginGraceTime.D

@@ -55,6 +55,7 @@ func (st *connState) authenticated() {
 	if st.authed.CompareAndSwap(false, true) {
 		st.grace.Stop()
 		st.s.unauthed.Add(-1)
+		st.s.Metrics.authDelta(1)
 	}
 }
 
@@ -84,6 +85,7 @@ func (st *connState) run() {
 		st.s.unauthed.Add(-1)
 		return
 	}
+	st.s.Metrics.authDelta(-1)
 	st.chans.Wait()
 	st.mu.Lock()
 	l, target, acquired := st.link, st.target, st.acquired
@@ -201,7 +203,9 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 	if !ok {
 		return nil, Target{}, errorf("project %q is no longer configured", project)
 	}
+	start := time.Now()
 	t, err := st.s.Containers.Ensure(ctx, p, user, progress)
+	st.s.Metrics.ensured(start, err)
 	if err != nil {
 		st.log.Error("ensure container", "user", user, "project", project, "err", err)
 		return nil, Target{}, errorf("%s", shortReason(err))
@@ -276,6 +280,7 @@ func (st *connState) proxy(kind string, client gossh.Channel, clientReqs <-chan 
 	}
 	st.s.Sessions.End(sess, reason)
 	in := sess.Info()
+	st.s.Metrics.sessionEnded(in)
 	st.log.Info("channel closed", "session", in.ID, "kind", in.Kind, "command", in.Command,
 		"bytes_in", in.BytesIn, "bytes_out", in.BytesOut, "duration", time.Since(start).Round(time.Millisecond))
 }

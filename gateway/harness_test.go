@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sygaldry/sygaldry/config"
 	sygcontainer "github.com/sygaldry/sygaldry/container"
@@ -40,6 +41,7 @@ type world struct {
 	mgr      *sygcontainer.Manager
 	gw       *gateway.Server
 	registry *sessions.Registry
+	metrics  *prometheus.Registry
 	port     string
 	alice    sshtest.Key
 	bob      sshtest.Key
@@ -124,11 +126,13 @@ keys = [%q]
 		t.Fatal(err)
 	}
 	w.registry = sessions.NewRegistry(nil)
+	w.metrics = prometheus.NewRegistry()
 	w.gw = &gateway.Server{
 		Config:     cfg,
 		Containers: gateway.ManagerContainers(w.mgr),
 		Sessions:   w.registry,
 		Logger:     log,
+		Metrics:    gateway.NewMetrics(w.metrics, w.registry),
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

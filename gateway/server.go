@@ -52,6 +52,7 @@ type Server struct {
 	Containers Containers
 	Sessions   *sessions.Registry // nil: a registry without history
 	Logger     *slog.Logger       // nil: slog.Default()
+	Metrics    *Metrics           // nil: no metrics
 
 	// HostSigners are the host keys; empty: loaded or generated in
 	// Config.Server.StateDir by Serve.

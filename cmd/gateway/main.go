@@ -11,11 +11,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/config"
@@ -91,11 +96,14 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	}
 	defer mgr.Close()
 
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gw := &gateway.Server{
 		Config:     cfg,
 		Containers: gateway.ManagerContainers(mgr),
 		Sessions:   registry,
 		Logger:     log,
+		Metrics:    gateway.NewMetrics(promReg, registry),
 	}
 	l, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
@@ -113,11 +121,26 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	errc := make(chan error, 3)
+	var metricsSrv *http.Server
 	if cfg.Server.MetricsListen != "" {
-		log.Warn("server.metrics_listen is set but this version serves no metrics yet", "metrics_listen", cfg.Server.MetricsListen)
+		ml, err := net.Listen("tcp", cfg.Server.MetricsListen)
+		if err != nil {
+			l.Close()
+			al.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := metricsSrv.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+		log.Info("serving metrics", "addr", ml.Addr().String())
 	}
 
-	errc := make(chan error, 2)
 	go func() { errc <- gw.Serve(l) }()
 	go func() { errc <- adm.Serve(al) }()
 	log.Info("sygaldry-gateway started", "listen", l.Addr().String(), "admin", cfg.Server.AdminSocket,
@@ -140,6 +163,9 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	}
 	if err := adm.Shutdown(ctx); err != nil {
 		log.Warn("admin shutdown", "err", err)
+	}
+	if metricsSrv != nil {
+		metricsSrv.Shutdown(ctx)
 	}
 	if errors.Is(runErr, gateway.ErrServerClosed) || errors.Is(runErr, admin.ErrServerClosed) {
 		runErr = nil
