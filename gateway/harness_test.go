@@ -31,7 +31,7 @@ import (
 // local engine, the Debian test image, and three users: alice and bob are
 // members of the project, carol is known but not a member.
 type world struct {
-	t        *testing.T
+	t        testing.TB
 	docker   *client.Client
 	project  string
 	testID   string
@@ -56,7 +56,7 @@ func withProjectTOML(lines string) worldOpt {
 	return func(b *strings.Builder) { b.WriteString(lines + "\n") }
 }
 
-func newWorld(t *testing.T, opts ...worldOpt) *world {
+func newWorld(t testing.TB, opts ...worldOpt) *world {
 	t.Helper()
 	sshtest.Require(t, "ssh", "scp", "sftp", "rsync")
 	w := &world{t: t, docker: testenv.Docker(t)}
@@ -117,7 +117,11 @@ keys = [%q]
 	}
 	w.cfg = cfg
 
-	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var logw io.Writer = newTestWriter(t)
+	if _, bench := t.(*testing.B); bench {
+		logw = io.Discard // benchmarks print every log line
+	}
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mopts := sygcontainer.OptionsFromConfig(cfg)
 	mopts.Labels = map[string]string{testenv.TestLabel: w.testID}
 	mopts.Logger = log
@@ -206,11 +210,11 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 // testWriter sends logs to t.Log, so they show only for failing tests; once
 // the test is over, late lines are dropped (t.Log would panic).
 type testWriter struct {
-	t    *testing.T
+	t    testing.TB
 	done *atomic.Bool
 }
 
-func newTestWriter(t *testing.T) testWriter {
+func newTestWriter(t testing.TB) testWriter {
 	w := testWriter{t, new(atomic.Bool)}
 	t.Cleanup(func() { w.done.Store(true) })
 	return w
