@@ -3,10 +3,7 @@ package container
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -47,13 +44,13 @@ func newRig(t *testing.T, mutate func(*Options)) *rig {
 		AgentPath:    agent,
 		ReadyTimeout: 30 * time.Second,
 		Labels:       map[string]string{testenv.TestLabel: r.testID},
-		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:       slog.New(slog.NewTextHandler(testenv.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if mutate != nil {
 		mutate(&r.opts)
 	}
 	// Registered after ShortTempDir, so it runs before the directory goes.
-	t.Cleanup(func() { removeLabelled(t, cl, r.testID) })
+	t.Cleanup(func() { testenv.RemoveLabelled(t, cl, r.testID) })
 	m, err := NewManager(r.opts)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +78,7 @@ func (r *rig) ensure(p config.Resolved, user string) (*Instance, string) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var progress syncBuffer
+	var progress testenv.SyncBuffer
 	inst, err := r.m.Ensure(ctx, p, user, &progress)
 	if err != nil {
 		r.t.Fatalf("Ensure(%s, %s): %v\nprogress:\n%s", p.Name, user, err, progress.String())
@@ -136,26 +133,11 @@ func run(t *testing.T, inst *Instance, cmd string) string {
 	return string(out)
 }
 
-func removeLabelled(t *testing.T, cl *client.Client, id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cs, err := cl.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", testenv.TestLabel+"="+id))})
-	if err != nil {
-		t.Errorf("cleanup: list: %v", err)
-		return
-	}
-	for _, c := range cs {
-		if err := cl.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			t.Errorf("cleanup: remove %s: %v", c.ID, err)
-		}
-	}
-}
-
 // removeImageAtCleanup removes tag when the test ends, after this test's
 // containers (an image a container still uses would only be untagged).
 func (r *rig) removeImageAtCleanup(tag string) {
 	r.t.Cleanup(func() {
-		removeLabelled(r.t, r.cl, r.testID)
+		testenv.RemoveLabelled(r.t, r.cl, r.testID)
 		_, err := r.cl.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true, PruneChildren: true})
 		if err != nil && !cerrdefs.IsNotFound(err) {
 			r.t.Errorf("remove image %s: %v", tag, err)
@@ -178,30 +160,3 @@ func memlockUnlimitedAllowed(t *testing.T, cl *client.Client, img string) bool {
 	err = cl.ContainerStart(ctx, resp.ID, container.StartOptions{})
 	return err == nil || !isRlimitDenied(err)
 }
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a build.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ io.Writer = (*syncBuffer)(nil)

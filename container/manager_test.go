@@ -212,7 +212,7 @@ func TestEnsureConcurrentMakesOne(t *testing.T) {
 			<-start
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			inst, err := r.m.Ensure(ctx, p, "alice", &syncBuffer{})
+			inst, err := r.m.Ensure(ctx, p, "alice", &testenv.SyncBuffer{})
 			errs[i] = err
 			if err == nil {
 				ids[i] = inst.ID
@@ -250,7 +250,7 @@ func TestEnsureBuildsMissingImage(t *testing.T) {
 
 	// Two projects on one missing image, at once: one build.
 	var wg sync.WaitGroup
-	var progA, progB syncBuffer
+	var progA, progB testenv.SyncBuffer
 	var instA, instB *Instance
 	var errA, errB error
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -283,7 +283,7 @@ func TestEnsureImageMissingNoDockerfile(t *testing.T) {
 	r := newRig(t, nil)
 	p := r.project()
 	p.Image = "sygaldry-test/" + testenv.UniqueName("nope") + ":latest"
-	_, err := r.m.Ensure(context.Background(), p, "alice", &syncBuffer{})
+	_, err := r.m.Ensure(context.Background(), p, "alice", &testenv.SyncBuffer{})
 	if !errors.Is(err, ErrImageMissing) {
 		t.Fatalf("err = %v, want ErrImageMissing", err)
 	}
@@ -307,7 +307,7 @@ func TestEnsureBrokenDockerfile(t *testing.T) {
 	p := r.project()
 	p.Image, p.Dockerfile = "sygaldry-test/"+testenv.UniqueName("broken")+":latest", df
 	r.removeImageAtCleanup(p.Image) // in case the engine tagged something
-	var progress syncBuffer
+	var progress testenv.SyncBuffer
 	_, err := r.m.Ensure(context.Background(), p, "alice", &progress)
 	if !errors.Is(err, ErrBuildFailed) {
 		t.Fatalf("err = %v, want ErrBuildFailed", err)
@@ -392,7 +392,7 @@ func TestEnsureNoGPURuntime(t *testing.T) {
 	}
 	p := r.project()
 	p.GPUs = config.GPUs{Set: true, All: true}
-	_, err = r.m.Ensure(context.Background(), p, "alice", &syncBuffer{})
+	_, err = r.m.Ensure(context.Background(), p, "alice", &testenv.SyncBuffer{})
 	if !errors.Is(err, ErrNoGPURuntime) {
 		t.Fatalf("err = %v, want ErrNoGPURuntime", err)
 	}
@@ -424,7 +424,7 @@ func TestEnsureDefaultUlimits(t *testing.T) {
 func TestEnsureGPUUlimits(t *testing.T) {
 	// What a GPU container gets (memlock=-1), on a GPU-less engine.
 	r := newRig(t, func(o *Options) { o.Ulimits = DefaultUlimits() })
-	inst, err := r.m.Ensure(context.Background(), r.project(), "alice", &syncBuffer{})
+	inst, err := r.m.Ensure(context.Background(), r.project(), "alice", &testenv.SyncBuffer{})
 	if !memlockUnlimitedAllowed(t, r.cl, r.image) {
 		// This engine may not raise memlock: the admin is told what to fix.
 		if !errors.Is(err, ErrUlimit) || !strings.Contains(UserMessage(err), "LimitMEMLOCK=infinity") {
@@ -449,7 +449,7 @@ func TestEnsureContainerExits(t *testing.T) {
 	}
 	r := newRig(t, func(o *Options) { o.AgentPath = fake })
 	start := time.Now()
-	_, err := r.m.Ensure(context.Background(), r.project(), "alice", &syncBuffer{})
+	_, err := r.m.Ensure(context.Background(), r.project(), "alice", &testenv.SyncBuffer{})
 	if !errors.Is(err, ErrContainerExit) {
 		t.Fatalf("err = %v, want ErrContainerExit", err)
 	}
@@ -466,7 +466,7 @@ func TestEnsureUserMissing(t *testing.T) {
 	r := newRig(t, nil)
 	p := r.project()
 	p.User = "nosuchuser"
-	_, err := r.m.Ensure(context.Background(), p, "alice", &syncBuffer{})
+	_, err := r.m.Ensure(context.Background(), p, "alice", &testenv.SyncBuffer{})
 	if !errors.Is(err, ErrUserMissing) || !strings.Contains(UserMessage(err), "has no user nosuchuser") {
 		t.Fatalf("err = %v", err)
 	}

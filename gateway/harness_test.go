@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,7 +116,7 @@ keys = [%q]
 	}
 	w.cfg = cfg
 
-	var logw io.Writer = newTestWriter(t)
+	logw := testenv.LogWriter(t)
 	if _, bench := t.(*testing.B); bench {
 		logw = io.Discard // benchmarks print every log line
 	}
@@ -151,20 +150,9 @@ keys = [%q]
 			t.Errorf("Serve: %v", err)
 		}
 		w.mgr.Close()
-		w.removeContainers()
+		testenv.RemoveLabelled(t, w.docker, w.testID)
 	})
 	return w
-}
-
-// removeContainers force-removes every container this test made.
-func (w *world) removeContainers() {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for _, c := range w.containers(ctx, "") {
-		if err := w.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
-			w.t.Logf("remove %s: %v", c.Names, err)
-		}
-	}
 }
 
 // containers lists this test's containers, of one user when user != "".
@@ -206,28 +194,6 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
-
-// testWriter sends logs to t.Log, so they show only for failing tests; once
-// the test is over, late lines are dropped (t.Log would panic).
-type testWriter struct {
-	t    testing.TB
-	done *atomic.Bool
-}
-
-func newTestWriter(t testing.TB) testWriter {
-	w := testWriter{t, new(atomic.Bool)}
-	t.Cleanup(func() { w.done.Store(true) })
-	return w
-}
-
-func (w testWriter) Write(p []byte) (int, error) {
-	if !w.done.Load() {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-var _ io.Writer = testWriter{}
 
 func stopOptions(seconds int) container.StopOptions {
 	return container.StopOptions{Timeout: &seconds}

@@ -48,7 +48,7 @@ keys = [%q]
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := &gateway.Server{Config: cfg, Containers: cs, Logger: slog.New(slog.NewTextHandler(newTestWriter(t), nil))}
+	gw := &gateway.Server{Config: cfg, Containers: cs, Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), nil))}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

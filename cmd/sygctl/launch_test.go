@@ -15,10 +15,7 @@ import (
 	"testing"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/creack/pty"
-	dcontainer "github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
 	"github.com/sygaldry/sygaldry/config"
@@ -79,7 +76,7 @@ func newLaunchRig(t *testing.T) *launchRig {
 	r := &launchRig{t: t, cl: cl, image: testenv.Image(t), bin: binDir(t), project: testenv.UniqueName("l"), testID: testenv.UniqueName("t")}
 	dir := testenv.ShortTempDir(t)
 	r.root, r.state = dir+"/s", dir+"/st"
-	t.Cleanup(func() { removeLabelled(t, cl, r.testID) })
+	t.Cleanup(func() { testenv.RemoveLabelled(t, cl, r.testID) })
 	return r
 }
 
@@ -221,7 +218,7 @@ func TestLaunchInteractive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ptmx.Close()
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	copied := make(chan struct{})
 	go func() { io.Copy(&out, ptmx); close(copied) }()
 	waitOutput := func(what string) {
@@ -311,36 +308,4 @@ hostname = "cfg-host"
 	if _, err := os.Stat(filepath.Join(r.root, r.project, "monorepo_home")); err != nil {
 		t.Errorf("SYGALDRY_STORAGE_ROOT not used: %v", err)
 	}
-}
-
-func removeLabelled(t *testing.T, cl *client.Client, id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cs, err := cl.ContainerList(ctx, dcontainer.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", testenv.TestLabel+"="+id))})
-	if err != nil {
-		t.Errorf("cleanup: %v", err)
-		return
-	}
-	for _, c := range cs {
-		if err := cl.ContainerRemove(ctx, c.ID, dcontainer.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			t.Errorf("cleanup: remove %s: %v", c.ID, err)
-		}
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

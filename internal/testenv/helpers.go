@@ -1,0 +1,74 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+)
+
+// RemoveLabelled force-removes every container carrying TestLabel=id.
+func RemoveLabelled(t testing.TB, cl *client.Client, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs, err := cl.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", TestLabel+"="+id))})
+	if err != nil {
+		t.Errorf("cleanup: list: %v", err)
+		return
+	}
+	for _, c := range cs {
+		if err := cl.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("cleanup: remove %s: %v", c.ID, err)
+		}
+	}
+}
+
+// LogWriter sends each write to t.Log, so logs show only for failing tests.
+// Lines written after the test ended are dropped (t.Log would panic), which
+// is when late goroutines of the code under test still log.
+func LogWriter(t testing.TB) io.Writer {
+	w := &logWriter{t: t}
+	t.Cleanup(func() { w.done.Store(true) })
+	return w
+}
+
+type logWriter struct {
+	t    testing.TB
+	done atomic.Bool
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers (progress
+// output, a command's stdout read while it runs).
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
