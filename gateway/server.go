@@ -188,11 +188,12 @@ type userError struct {
 	cause error
 }
 
+// Error is the complete cause, for the log; msg is what the user sees.
 func (e *userError) Error() string {
 	if e.cause == nil {
 		return e.msg
 	}
-	return e.msg + ": " + e.cause.Error()
+	return e.cause.Error()
 }
 
 func (e *userError) Unwrap() error { return e.cause }
