@@ -51,6 +51,7 @@ func run(args []string, s stdio) int {
 		usage(s.out)
 		return 0
 	}
+	args = hoistGlobalFlags(args)
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(s.err, "sygctl: unknown command %q\n", args[0])
@@ -73,4 +74,31 @@ func usage(w io.Writer) {
 	}
 	b.WriteString("\nRun 'sygctl COMMAND -h' for a command's flags.\n")
 	io.WriteString(w, b.String())
+}
+
+// hoistGlobalFlags lets --socket and --config come before the command, as
+// people type them (`sygctl --socket S sessions`): they are moved to just
+// after the command name, where its own flag set reads them.
+func hoistGlobalFlags(args []string) []string {
+	var global []string
+	i := 0
+	for i < len(args) {
+		a := args[i]
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || (name != "socket" && name != "config") {
+			break
+		}
+		if hasValue || i+1 >= len(args) {
+			global = append(global, a)
+			i++
+			continue
+		}
+		global = append(global, a, args[i+1])
+		i += 2
+	}
+	if len(global) == 0 || i >= len(args) {
+		return args
+	}
+	out := append([]string{args[i]}, global...)
+	return append(out, args[i+1:]...)
 }

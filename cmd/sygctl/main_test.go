@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,5 +52,20 @@ func TestExitCode(t *testing.T) {
 	}
 	if _, err := exitCode(errors.New("connection lost")); err == nil {
 		t.Error("a transport error became an exit code")
+	}
+}
+
+func TestHoistGlobalFlags(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"--socket", "/s", "sessions"}, []string{"sessions", "--socket", "/s"}},
+		{[]string{"--socket=/s", "sessions", "kill", "3"}, []string{"sessions", "--socket=/s", "kill", "3"}},
+		{[]string{"-config", "c.toml", "--socket", "/s", "containers", "--json"}, []string{"containers", "-config", "c.toml", "--socket", "/s", "--json"}},
+		{[]string{"sessions", "--socket", "/s"}, []string{"sessions", "--socket", "/s"}},
+		{[]string{"--socket", "/s"}, []string{"--socket", "/s"}},
+		{[]string{"--json", "sessions"}, []string{"--json", "sessions"}},
+	} {
+		if got := hoistGlobalFlags(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("hoistGlobalFlags(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
