@@ -3,7 +3,9 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,4 +73,39 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Main runs the tests, then fails the run if a container labelled with one
+// of this binary's UniqueNames is still there: every test must remove what
+// it created.
+func Main(m *testing.M) {
+	code := m.Run()
+	if leaked := leakedContainers(); leaked != "" {
+		fmt.Fprintf(os.Stderr, "leaked test containers: %s\n", leaked)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func leakedContainers() string {
+	cl, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return ""
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := cl.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", TestLabel))})
+	if err != nil {
+		return "" // no engine: the tests skipped or failed already
+	}
+	var out []string
+	for _, c := range cs {
+		if _, mine := issued.Load(c.Labels[TestLabel]); mine {
+			out = append(out, strings.Join(c.Names, ","))
+		}
+	}
+	return strings.Join(out, " ")
 }

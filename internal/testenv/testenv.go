@@ -125,8 +125,13 @@ func ShortTempDir(t testing.TB) string {
 // UniqueName returns a short name unique to this test run, for projects and
 // images (lowercase, starts with a letter).
 func UniqueName(prefix string) string {
-	return fmt.Sprintf("%s%d%03d", prefix, os.Getpid()%100000, seq())
+	name := fmt.Sprintf("%s%d%03d", prefix, os.Getpid()%100000, seq())
+	issued.Store(name, true)
+	return name
 }
+
+// issued holds every UniqueName of this test binary, for the leak check.
+var issued sync.Map
 
 var seqMu sync.Mutex
 var seqN int
