@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -136,10 +137,66 @@ func (m *Manager) idleStop(name string, gen uint64) {
 	if ci.Config == nil || ci.Config.Labels[LabelManaged] != "true" || ci.State == nil || !ci.State.Running {
 		return
 	}
+	// Connections are not the only use: a training run left behind with
+	// nohup, setsid or tmux keeps the container busy, and stopping it would
+	// kill the job (the culling trap of jupyterhub#1498). Only a container
+	// where nothing but the agent runs is idle.
+	if busy := m.userProcesses(ctx, ci.ID); len(busy) > 0 {
+		m.log.Info("idle stop postponed: processes still running", "container", name, "count", len(busy), "first", busy[0])
+		m.mu.Lock()
+		u := m.uses[name]
+		if u == nil {
+			u = &use{}
+			m.uses[name] = u
+		}
+		if u.n == 0 {
+			m.armIdleLocked(name, u)
+		}
+		m.mu.Unlock()
+		return
+	}
 	timeout := stopTimeoutSeconds
 	if err := m.api.ContainerStop(ctx, ci.ID, container.StopOptions{Timeout: &timeout}); err != nil {
 		m.log.Warn("idle stop failed", "container", name, "err", err)
 		return
 	}
 	m.log.Info("stopped idle container", "container", name, "idle", m.opts.IdleStop)
+}
+
+// userProcesses lists the commands running in the container other than the
+// agent itself (and zombies). An error counts as "none": a container that
+// cannot be inspected is not kept alive by it.
+func (m *Manager) userProcesses(ctx context.Context, id string) []string {
+	top, err := m.api.ContainerTop(ctx, id, nil)
+	if err != nil {
+		m.log.Debug("idle stop: list processes", "container", id, "err", err)
+		return nil
+	}
+	return userCommands(top)
+}
+
+// userCommands picks the non-agent commands out of `docker top` (ps -ef)
+// output.
+func userCommands(top container.TopResponse) []string {
+	col := -1
+	for i, t := range top.Titles {
+		if t == "CMD" || t == "COMMAND" {
+			col = i
+		}
+	}
+	if col < 0 {
+		return nil
+	}
+	var out []string
+	for _, p := range top.Processes {
+		if col >= len(p) {
+			continue
+		}
+		cmd := p[col]
+		if strings.HasPrefix(cmd, AgentTarget) || strings.HasSuffix(cmd, "<defunct>") || strings.HasPrefix(cmd, "[") {
+			continue
+		}
+		out = append(out, cmd)
+	}
+	return out
 }

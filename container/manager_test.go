@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -610,5 +611,41 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out waiting: %s", what)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A job left running (nohup, setsid, tmux) keeps an idle container up; once
+// only the agent is left, the container is stopped.
+func TestIdleStopWaitsForBackgroundJobs(t *testing.T) {
+	r := newRig(t, func(o *Options) { o.IdleStop = 300 * time.Millisecond })
+	inst, _ := r.ensure(r.project(), "alice")
+	if out, err := exec.Command("docker", "exec", "-d", inst.Name, "sleep", "1000").CombinedOutput(); err != nil {
+		t.Fatalf("start job: %v %s", err, out)
+	}
+	time.Sleep(2 * time.Second) // several idle periods
+	if !r.inspect(inst.ID).State.Running {
+		t.Fatal("a container with a running job was stopped as idle")
+	}
+	if out, err := exec.Command("docker", "exec", inst.Name, "pkill", "-x", "sleep").CombinedOutput(); err != nil {
+		t.Fatalf("end job: %v %s", err, out)
+	}
+	waitFor(t, 20*time.Second, "container stopped once the job ended", func() bool { return !r.inspect(inst.ID).State.Running })
+}
+
+func TestUserCommands(t *testing.T) {
+	top := container.TopResponse{
+		Titles: []string{"UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"},
+		Processes: [][]string{
+			{"1000", "1", "0", "0", "10:00", "?", "00:00:00", AgentTarget + " serve --listen /.sygaldry/run/agent.sock"},
+			{"1000", "7", "1", "0", "10:00", "?", "00:00:00", AgentTarget + " serve --listen /.sygaldry/run/agent.sock"},
+			{"1000", "9", "1", "0", "10:00", "?", "00:00:00", "[sh] <defunct>"},
+			{"1000", "12", "1", "0", "10:00", "?", "00:01:00", "python train.py"},
+		},
+	}
+	if got := userCommands(top); len(got) != 1 || got[0] != "python train.py" {
+		t.Errorf("userCommands = %q", got)
+	}
+	if got := userCommands(container.TopResponse{Titles: []string{"PID"}}); got != nil {
+		t.Errorf("no CMD column: %q", got)
 	}
 }
