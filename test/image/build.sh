@@ -31,7 +31,14 @@ if [ -z "$mirror" ] || [ -z "$suite" ]; then
 	echo "build.sh: cannot find a Debian mirror in /etc/apt" >&2
 	exit 1
 fi
-command -v debootstrap >/dev/null || { echo "build.sh: debootstrap is not installed" >&2; exit 1; }
+if ! command -v debootstrap >/dev/null; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "installing debootstrap (apt-get install debootstrap)"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null ||
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+	fi
+	command -v debootstrap >/dev/null || { echo "build.sh: debootstrap is not installed (apt-get install debootstrap)" >&2; exit 1; }
+fi
 
 work=$(mktemp -d /var/tmp/sygaldry-rootfs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
