@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -27,14 +28,13 @@ type Config struct {
 	// Path is the file the configuration was read from ("" when built in code).
 	Path string `toml:"-"`
 
-	keys map[string]string // SHA256 fingerprint -> user, built by Parse
+	keysOnce sync.Once
+	keys     map[string]string // SHA256 fingerprint -> user
 }
 
 // UserByKey returns the user who owns the public key.
 func (c *Config) UserByKey(pk gossh.PublicKey) (string, bool) {
-	if c.keys == nil {
-		c.indexKeys()
-	}
+	c.keysOnce.Do(c.indexKeys)
 	u, ok := c.keys[gossh.FingerprintSHA256(pk)]
 	return u, ok
 }

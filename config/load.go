@@ -57,7 +57,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		return nil, errors.Join(out...)
 	}
-	c.indexKeys()
+	c.keysOnce.Do(c.indexKeys)
 	return &c, nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/admin/client"
+	"github.com/sygaldry/sygaldry/config"
 	"github.com/sygaldry/sygaldry/gateway"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
@@ -155,5 +156,40 @@ func TestMetrics(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(body)
+	}
+}
+
+// Adding a member is a config edit and a reload (SIGHUP in the daemon): the
+// new member gets in, and sessions already running are not cut.
+func TestReloadAdmitsNewMemberKeepsSessions(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t, 2*time.Minute)
+	if r := sshtest.Run(t, w.client(w.carol).SSH(ctx, "true"), nil); r.Code != 255 {
+		t.Fatalf("carol before the reload: %v", r)
+	}
+	long := w.client(w.alice).SSH(ctx, "echo started; sleep 3; echo still-here")
+	stdout, _ := long.StdoutPipe()
+	if err := long.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(stdout)
+	rd.ReadString('\n')
+
+	doc := strings.Replace(w.doc, `members = ["alice", "bob"]`, `members = ["alice", "bob", "carol"]`, 1)
+	next, err := config.Parse("test.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.gw.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if r := sshtest.Run(t, w.client(w.carol).SSH(ctx, "id -un"), nil); r.Code != 0 || r.Stdout != "kvothe\n" {
+		t.Errorf("carol after the reload: %v", r)
+	}
+	if line, _ := rd.ReadString('\n'); line != "still-here\n" {
+		t.Errorf("alice's session across the reload: %q", line)
+	}
+	if err := long.Wait(); err != nil {
+		t.Errorf("alice's session: %v", err)
 	}
 }

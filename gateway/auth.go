@@ -25,11 +25,11 @@ var errDenied = errors.New("permission denied")
 // keys, unknown projects and non-members all fail the same way, so a probe
 // learns nothing about which projects exist.
 func (s *Server) authorize(login string, key gossh.PublicKey) (user string, ok bool) {
-	user, ok = s.Config.UserByKey(key)
+	user, ok = s.conf().UserByKey(key)
 	if !ok {
 		return "", false
 	}
-	p, ok := s.Config.Project(login)
+	p, ok := s.conf().Project(login)
 	if !ok || !p.IsMember(user) {
 		return "", false
 	}
@@ -50,7 +50,7 @@ func (s *Server) precheckKey(ctx ssh.Context, key ssh.PublicKey) bool {
 
 func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 	cfg := &gossh.ServerConfig{
-		MaxAuthTries: s.Config.Server.MaxAuthTries,
+		MaxAuthTries: s.conf().Server.MaxAuthTries,
 		VerifiedPublicKeyCallback: func(meta gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 			user, ok := s.authorize(meta.User(), key)
 			if !ok {
@@ -68,7 +68,7 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 			}}, nil
 		},
 	}
-	cfg.Ciphers = s.Config.Server.Ciphers
+	cfg.Ciphers = s.conf().Server.Ciphers
 	return cfg
 }
 
@@ -80,15 +80,15 @@ func (s *Server) acceptConn(ctx ssh.Context, c net.Conn) net.Conn {
 	if s.closing.Load() {
 		return nil
 	}
-	if n := s.unauthed.Add(1); n > int64(s.Config.Server.MaxStartups) {
+	if n := s.unauthed.Add(1); n > int64(s.conf().Server.MaxStartups) {
 		s.unauthed.Add(-1)
-		log.Warn("refusing connection: too many unauthenticated connections", "max_startups", s.Config.Server.MaxStartups)
+		log.Warn("refusing connection: too many unauthenticated connections", "max_startups", s.conf().Server.MaxStartups)
 		return nil
 	}
 	s.Metrics.connAccepted()
 	st := newConnState(s, ctx, c)
 	ctx.SetValue(connStateKey{}, st)
-	grace := s.Config.Server.LoginGraceTime.D
+	grace := s.conf().Server.LoginGraceTime.D
 	st.grace = time.AfterFunc(grace, func() {
 		if !st.isAuthenticated() {
 			log.Info("closing connection: not authenticated within login grace time", "grace", grace)

@@ -92,7 +92,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 			st.log.Warn("set session env", "name", kv[0], "err", err)
 		}
 	}
-	accept := s.Config.Server.AcceptEnv
+	accept := s.conf().Server.AcceptEnv
 	st.proxy("session", ch, queued, ach, areqs, t, func(p *pipe, sess *sessions.Session) {
 		p.session = true
 		p.linkLost = linkDone

@@ -105,7 +105,7 @@ func (st *connState) run() {
 // lives and closes it after KeepaliveCountMax unanswered ones (sshd's
 // ClientAliveInterval/CountMax). Any reply, even a failure, proves life.
 func (st *connState) keepalive() {
-	cfg := st.s.Config.Server
+	cfg := st.s.conf().Server
 	if cfg.KeepaliveInterval.D <= 0 {
 		return
 	}
@@ -199,7 +199,7 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 	if user == "" {
 		return nil, Target{}, errorf("not authenticated")
 	}
-	p, ok := st.s.Config.Project(project)
+	p, ok := st.s.conf().Project(project)
 	if !ok {
 		return nil, Target{}, errorf("project %q is no longer configured", project)
 	}

@@ -37,6 +37,7 @@ type world struct {
 	storage  string
 	state    string
 	cfg      *config.Config
+	doc      string // the config file's text, for reload tests
 	mgr      *sygcontainer.Manager
 	gw       *gateway.Server
 	registry *sessions.Registry
@@ -114,7 +115,7 @@ keys = [%q]
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, doc)
 	}
-	w.cfg = cfg
+	w.cfg, w.doc = cfg, doc
 
 	logw := testenv.LogWriter(t)
 	if _, bench := t.(*testing.B); bench {

@@ -59,6 +59,7 @@ type Server struct {
 	HostSigners []gossh.Signer
 
 	once     sync.Once
+	cur      atomic.Pointer[config.Config] // the config in force (Reload swaps it)
 	srv      *ssh.Server
 	initErr  error
 	closing  atomic.Bool
@@ -87,11 +88,12 @@ func (s *Server) init() error {
 			s.initErr = errors.New("gateway: no container manager")
 			return
 		}
+		s.cur.Store(s.Config)
 		if s.Sessions == nil {
 			s.Sessions = sessions.NewRegistry(nil)
 		}
 		if len(s.HostSigners) == 0 {
-			signers, err := LoadHostKeys(s.Config.Server.StateDir, s.log())
+			signers, err := LoadHostKeys(s.conf().Server.StateDir, s.log())
 			if err != nil {
 				s.initErr = err
 				return
@@ -131,6 +133,39 @@ func (s *Server) newSSHServer() *ssh.Server {
 		srv.AddHostKey(hs)
 	}
 	return srv
+}
+
+// conf is the configuration in force.
+func (s *Server) conf() *config.Config { return s.cur.Load() }
+
+// Reload puts a new configuration in force for new connections and new
+// container starts: users, keys, memberships, project settings, env
+// allowlist and limits. Connections already authenticated keep going (as
+// with sshd); an admin ends them with `sygctl sessions kill`. The listen
+// address, state dir and host keys are read at start only.
+func (s *Server) Reload(c *config.Config) error {
+	if c == nil {
+		return errors.New("gateway: reload with no config")
+	}
+	if err := s.init(); err != nil {
+		return err
+	}
+	old := s.conf()
+	for _, d := range []struct{ key, was, now string }{
+		{"server.listen", old.Server.Listen, c.Server.Listen},
+		{"server.state_dir", old.Server.StateDir, c.Server.StateDir},
+		{"server.admin_socket", old.Server.AdminSocket, c.Server.AdminSocket},
+		{"server.metrics_listen", old.Server.MetricsListen, c.Server.MetricsListen},
+		{"docker.host", old.Docker.Host, c.Docker.Host},
+		{"docker.storage_root", old.Docker.StorageRoot, c.Docker.StorageRoot},
+	} {
+		if d.was != d.now {
+			s.log().Warn("config change needs a restart to take effect", "key", d.key, "running", d.was, "file", d.now)
+		}
+	}
+	s.cur.Store(c)
+	s.log().Info("configuration reloaded", "projects", len(c.Projects), "users", len(c.Users))
+	return nil
 }
 
 // Serve accepts connections on l until Shutdown or Close.

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,14 +57,14 @@ func run() int {
 		fmt.Printf("%s: ok (%d projects, %d users)\n", *configPath, len(cfg.Projects), len(cfg.Users))
 		return 0
 	}
-	if err := serve(cfg, log); err != nil {
+	if err := serve(*configPath, cfg, log); err != nil {
 		log.Error("gateway stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(cfg *config.Config, log *slog.Logger) error {
+func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.Server.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
@@ -87,7 +88,12 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	registry := sessions.NewRegistry(hist)
 	registry.SetIDBase(hist.MaxID())
 
+	// The container manager resolves projects through the config in force,
+	// which SIGHUP replaces.
+	var current atomic.Pointer[config.Config]
+	current.Store(cfg)
 	opts := container.OptionsFromConfig(cfg)
+	opts.Projects = func(name string) (config.Resolved, bool) { return current.Load().Project(name) }
 	opts.AgentPath = agentPath
 	opts.Logger = log.With("component", "containers")
 	mgr, err := container.NewManager(opts)
@@ -147,13 +153,33 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 		"projects", len(cfg.Projects), "users", len(cfg.Users), "agent", agentPath)
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	var runErr error
-	select {
-	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String())
-	case runErr = <-errc:
-		log.Error("server failed", "err", runErr)
+wait:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				// Reload: a bad file keeps the running config (and says
+				// where the file is wrong), like `nginx -s reload`.
+				next, err := config.Load(configPath)
+				if err != nil {
+					log.Error("config reload refused; keeping the running config", "err", err)
+					continue
+				}
+				if err := gw.Reload(next); err != nil {
+					log.Error("config reload", "err", err)
+					continue
+				}
+				current.Store(next)
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String())
+			break wait
+		case runErr = <-errc:
+			log.Error("server failed", "err", runErr)
+			break wait
+		}
 	}
 	// Stop admitting, let sessions finish for a while, then close the rest.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
