@@ -32,6 +32,17 @@ type Config struct {
 	keys     map[string]string // SHA256 fingerprint -> user
 }
 
+// UserCAs returns the trusted user CA keys.
+func (c *Config) UserCAs() []gossh.PublicKey {
+	var out []gossh.PublicKey
+	for _, k := range c.Server.TrustedUserCAKeys {
+		if pk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k)); err == nil {
+			out = append(out, pk)
+		}
+	}
+	return out
+}
+
 // UserByKey returns the user who owns the public key.
 func (c *Config) UserByKey(pk gossh.PublicKey) (string, bool) {
 	c.keysOnce.Do(c.indexKeys)
@@ -73,6 +84,11 @@ type Server struct {
 	// AcceptEnv lists the environment variables a client may send, as sshd's
 	// AcceptEnv (a trailing * matches a prefix). Empty: LANG, LC_*, TZ, COLORTERM.
 	AcceptEnv []string `toml:"accept_env"`
+
+	// TrustedUserCAKeys are CA public keys (authorized_keys format). A user
+	// certificate signed by one of them authenticates as its first principal
+	// that names a [users.NAME]. Empty: certificates are not accepted.
+	TrustedUserCAKeys []string `toml:"trusted_user_ca_keys"`
 
 	LoginGraceTime    Duration `toml:"login_grace_time"`    // unset: 60s to authenticate, like sshd's LoginGraceTime
 	MaxAuthTries      int      `toml:"max_auth_tries"`      // 0: 6, as sshd

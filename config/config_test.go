@@ -159,6 +159,7 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		{"relative state dir", "[server]\nstate_dir = \"state\"\n", []string{"f.toml:2:", "absolute"}},
 		{"bad listen", "[server]\nlisten = \"2222\"\n", []string{"f.toml:2:", "host:port"}},
 		{"duplicate key", "[users.alice]\nkeys = [\"" + key + "\"]\n[users.bob]\nkeys = [\"" + key + "\"]\n", []string{"belongs to both"}},
+		{"bad CA key", "[server]\ntrusted_user_ca_keys = [\"ssh-ed25519 nope\"]\n", []string{"f.toml:2:", "trusted_user_ca_keys[0]"}},
 		{"bad env name", "[defaults]\nenv = { \"A-B\" = \"x\" }\n", []string{"f.toml:2:", "bad variable name"}},
 	}
 	for _, tt := range tests {
@@ -173,6 +174,18 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCertificateOnlyUsers(t *testing.T) {
+	_, ca := newKey(t)
+	doc := "[server]\ntrusted_user_ca_keys = [\"" + ca + "\"]\n[users.dave]\n[projects.p]\nmembers = [\"dave\"]\n"
+	c, err := Parse("f.toml", []byte(doc))
+	if err != nil {
+		t.Fatalf("a user known only by certificate principal: %v", err)
+	}
+	if len(c.UserCAs()) != 1 {
+		t.Errorf("UserCAs = %v", c.UserCAs())
 	}
 }
 

@@ -68,6 +68,11 @@ func (c *Config) validate() []validationError {
 			bad("server.ciphers", "server.ciphers: unsupported cipher %q (supported: %s)", ci, strings.Join(supportedCiphers, ", "))
 		}
 	}
+	for i, k := range s.TrustedUserCAKeys {
+		if _, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k)); err != nil {
+			bad("server.trusted_user_ca_keys", "server.trusted_user_ca_keys[%d]: not a public key line: %v", i, err)
+		}
+	}
 	for _, e := range s.AcceptEnv {
 		if !envNameRE.MatchString(strings.TrimSuffix(e, "*")) {
 			bad("server.accept_env", "server.accept_env: bad pattern %q", e)
@@ -85,7 +90,10 @@ func (c *Config) validate() []validationError {
 			bad(key, "user name %q: use lowercase letters, digits and _ (32 at most, starting with a letter)", name)
 		}
 		if u == nil || len(u.Keys) == 0 {
-			bad(key, "user %q has no keys", name)
+			// With a CA, a user may exist by certificate principal alone.
+			if len(s.TrustedUserCAKeys) == 0 {
+				bad(key, "user %q has no keys (and no trusted_user_ca_keys are configured)", name)
+			}
 			continue
 		}
 		for i, k := range u.Keys {

@@ -49,11 +49,28 @@ type world struct {
 	stranger sshtest.Key
 }
 
-type worldOpt func(extra *strings.Builder)
+// worldTOML is what options add to the test config.
+type worldTOML struct {
+	server  strings.Builder // lines in [server]
+	project strings.Builder // lines in the test project's table
+	tail    strings.Builder // tables at the end
+}
+
+type worldOpt func(*worldTOML)
 
 // withProjectTOML appends lines to the project's table.
 func withProjectTOML(lines string) worldOpt {
-	return func(b *strings.Builder) { b.WriteString(lines + "\n") }
+	return func(w *worldTOML) { w.project.WriteString(lines + "\n") }
+}
+
+// withServerTOML appends lines to [server].
+func withServerTOML(lines string) worldOpt {
+	return func(w *worldTOML) { w.server.WriteString(lines + "\n") }
+}
+
+// withTailTOML appends tables at the end of the config.
+func withTailTOML(lines string) worldOpt {
+	return func(w *worldTOML) { w.tail.WriteString(lines + "\n") }
 }
 
 func newWorld(t testing.TB, opts ...worldOpt) *world {
@@ -76,7 +93,7 @@ func newWorld(t testing.TB, opts ...worldOpt) *world {
 	w.carol = sshtest.NewKey(t, keys, "carol")
 	w.stranger = sshtest.NewKey(t, keys, "stranger")
 
-	var extra strings.Builder
+	var extra worldTOML
 	for _, o := range opts {
 		o(&extra)
 	}
@@ -88,6 +105,7 @@ admin_socket = %q
 agent_path = %q
 idle_stop = "0"
 login_grace_time = "10s"
+%s
 
 [docker]
 storage_root = %q
@@ -109,8 +127,9 @@ keys = [%q]
 keys = [%q]
 [users.carol]
 keys = [%q]
-`, w.state, filepath.Join(dir, "admin.sock"), agentBin, w.storage, image, w.project, extra.String(),
-		w.alice.Authorized, w.bob.Authorized, w.carol.Authorized)
+%s
+`, w.state, filepath.Join(dir, "admin.sock"), agentBin, extra.server.String(), w.storage, image, w.project, extra.project.String(),
+		w.alice.Authorized, w.bob.Authorized, w.carol.Authorized, extra.tail.String())
 	cfg, err := config.Parse("test.toml", []byte(doc))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, doc)
