@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -191,5 +192,39 @@ func TestReloadAdmitsNewMemberKeepsSessions(t *testing.T) {
 	}
 	if err := long.Wait(); err != nil {
 		t.Errorf("alice's session: %v", err)
+	}
+}
+
+// A gateway shutdown lets sessions finish for the drain time, then ends the
+// rest with a message; the container keeps running.
+func TestShutdownTellsUsers(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t, 2*time.Minute)
+	cmd := w.client(w.alice).SSH(ctx, "echo started; sleep 300")
+	stdout, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	bufio.NewReader(stdout).ReadString('\n')
+	sctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := w.gw.Shutdown(sctx); err == nil {
+		t.Error("Shutdown with a live session returned no deadline error")
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("session survived the shutdown")
+	}
+	if !strings.Contains(stderr.String(), "the gateway is restarting") {
+		t.Errorf("user was not told: %q", stderr.String())
+	}
+	if cs := w.containers(ctx, "alice"); len(cs) != 1 || cs[0].State != "running" {
+		t.Errorf("container after gateway shutdown: %+v", cs)
 	}
 }

@@ -189,11 +189,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
+		// Sessions still open when the drain time is up are ended with a
+		// word to their users; their containers (and jobs) keep running.
+		s.Sessions.CancelAll(errShuttingDown)
+		time.Sleep(200 * time.Millisecond) // let the messages go out
 		s.srv.Close()
 	}
 	s.waitConns(5 * time.Second)
 	return err
 }
+
+var errShuttingDown = &userError{msg: "the gateway is restarting; your container and its jobs keep running. Reconnect in a moment."}
 
 // Close closes the listeners and every connection at once.
 func (s *Server) Close() error {

@@ -194,8 +194,26 @@ func (r *Registry) Kill(id, reason string) error {
 	if !ok {
 		return fmt.Errorf("session %s: %w", id, ErrNotFound)
 	}
+	if s.cancel == nil {
+		return fmt.Errorf("session %s cannot be killed", id)
+	}
 	s.cancel(&KilledError{Reason: reason})
 	return nil
+}
+
+// CancelAll ends every live session with cause (shown to its user).
+func (r *Registry) CancelAll(cause error) {
+	r.mu.Lock()
+	live := make([]*Session, 0, len(r.live))
+	for _, s := range r.live {
+		live = append(live, s)
+	}
+	r.mu.Unlock()
+	for _, s := range live {
+		if s.cancel != nil {
+			s.cancel(cause)
+		}
+	}
 }
 
 // History returns the persisted history (nil when none is kept).
