@@ -256,6 +256,11 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 		switch {
 		case cur.running() && m.InUse(spec.Name) > 0:
 			log.Info("container spec changed; in use, keeping the old one until nobody is inside", "id", cur.id)
+		case cur.running() && len(m.userProcesses(ctx, cur.id)) > 0:
+			// Recreating would kill a job left running (nohup, tmux), as
+			// an idle stop would: wait until it is done.
+			log.Info("container spec changed; jobs still run in it, keeping it", "id", cur.id)
+			fmt.Fprintf(progress, "Container %s runs with an older configuration; it is recreated once no job runs in it.\n", spec.Name)
 		case cur.running() && m.opts.KeepRunning:
 			log.Info("container spec changed; running, keeping it", "id", cur.id)
 			fmt.Fprintf(progress, "Container %s runs with an older configuration; using it as it is (stop it to apply the change).\n", spec.Name)

@@ -196,6 +196,26 @@ func TestEnsureRecreatesOnSpecChange(t *testing.T) {
 	if same.ID != again.ID {
 		t.Error("an unchanged spec recreated")
 	}
+
+	// Nobody connected, but a job left running: kept until the job ends.
+	if out, err := exec.Command("docker", "exec", "-d", same.Name, "sleep", "1000").CombinedOutput(); err != nil {
+		t.Fatalf("start job: %v %s", err, out)
+	}
+	waitFor(t, 10*time.Second, "job running", func() bool {
+		out, _ := exec.Command("docker", "exec", same.Name, "pgrep", "-x", "sleep").CombinedOutput()
+		return len(out) > 0
+	})
+	changed.Env = map[string]string{"GREETING": "third"}
+	busy, progress := r.ensure(changed, "alice")
+	if busy.ID != same.ID || !strings.Contains(progress, "once no job runs") {
+		t.Errorf("a container with a running job was recreated (progress %q)", progress)
+	}
+	if out, err := exec.Command("docker", "exec", same.Name, "pkill", "-x", "sleep").CombinedOutput(); err != nil {
+		t.Fatalf("end job: %v %s", err, out)
+	}
+	if after, _ := r.ensure(changed, "alice"); after.ID == same.ID {
+		t.Error("not recreated once the job ended")
+	}
 }
 
 func TestEnsureConcurrentMakesOne(t *testing.T) {
