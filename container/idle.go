@@ -30,11 +30,7 @@ func (u *use) stopTimer() {
 func (m *Manager) Acquire(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	u := m.uses[name]
-	if u == nil {
-		u = &use{}
-		m.uses[name] = u
-	}
+	u := m.useLocked(name)
 	u.n++
 	u.stopTimer()
 }
@@ -70,14 +66,19 @@ func (m *Manager) InUse(name string) int {
 func (m *Manager) touchIdle(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if u := m.useLocked(name); u.n == 0 {
+		m.armIdleLocked(name, u)
+	}
+}
+
+// useLocked returns the use record of name, creating it. m.mu is held.
+func (m *Manager) useLocked(name string) *use {
 	u := m.uses[name]
 	if u == nil {
 		u = &use{}
 		m.uses[name] = u
 	}
-	if u.n == 0 {
-		m.armIdleLocked(name, u)
-	}
+	return u
 }
 
 func (m *Manager) armIdleLocked(name string, u *use) {
@@ -143,16 +144,7 @@ func (m *Manager) idleStop(name string, gen uint64) {
 	// where nothing but the agent runs is idle.
 	if busy := m.userProcesses(ctx, ci.ID); len(busy) > 0 {
 		m.log.Info("idle stop postponed: processes still running", "container", name, "count", len(busy), "first", busy[0])
-		m.mu.Lock()
-		u := m.uses[name]
-		if u == nil {
-			u = &use{}
-			m.uses[name] = u
-		}
-		if u.n == 0 {
-			m.armIdleLocked(name, u)
-		}
-		m.mu.Unlock()
+		m.touchIdle(name)
 		return
 	}
 	timeout := stopTimeoutSeconds
