@@ -39,14 +39,7 @@ func TestAdminListsAndKillsSession(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	cl := client.New(sock)
 
-	cmd := w.client(w.alice).SSH(ctx, "echo started; sleep 300")
-	stdout, _ := cmd.StdoutPipe()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	bufio.NewReader(stdout).ReadString('\n')
+	live := startLive(t, ctx, w.client(w.alice))
 
 	list, err := cl.Sessions(ctx)
 	if err != nil {
@@ -54,7 +47,7 @@ func TestAdminListsAndKillsSession(t *testing.T) {
 	}
 	var id string
 	for _, s := range list {
-		if s.Kind == "exec" && s.Command == "echo started; sleep 300" {
+		if s.Kind == "exec" && s.Command == longCommand {
 			id = s.ID
 			if s.User != "alice" || s.Project != w.project || s.Container != "sygaldry-"+w.project+"-alice" ||
 				!strings.HasPrefix(s.RemoteAddr, "127.0.0.1:") || s.Started.IsZero() {
@@ -73,19 +66,11 @@ func TestAdminListsAndKillsSession(t *testing.T) {
 	if err := cl.Kill(ctx, id, "maintenance"); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("killed session did not end")
-	}
-	if !strings.Contains(stderr.String(), "killed by an administrator: maintenance") {
-		t.Errorf("user was not told: %q", stderr.String())
-	}
-	if cmd.ProcessState.ExitCode() == 0 {
+	if code := live.wait(20 * time.Second); code == 0 {
 		t.Error("killed session exited 0")
+	}
+	if !strings.Contains(live.stderr.String(), "killed by an administrator: maintenance") {
+		t.Errorf("user was not told: %q", live.stderr.String())
 	}
 	// The session leaves the live list (and enters the history) once its
 	// teardown finishes; then it cannot be killed again.
@@ -115,13 +100,7 @@ func TestMetrics(t *testing.T) {
 	sshtest.Must(t, c.SSH(ctx, "head -c 1000 /dev/zero"), nil)
 	sshtest.Run(t, w.client(w.stranger).SSH(ctx, "true"), nil)
 
-	cmd := c.SSH(ctx, "echo started; sleep 300")
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	bufio.NewReader(stdout).ReadString('\n')
+	startLive(t, ctx, c)
 
 	srv := httptest.NewServer(promhttp.HandlerFor(w.metrics, promhttp.HandlerOpts{}))
 	defer srv.Close()
@@ -200,29 +179,15 @@ func TestReloadAdmitsNewMemberKeepsSessions(t *testing.T) {
 func TestShutdownTellsUsers(t *testing.T) {
 	w := newWorld(t)
 	ctx := ctxT(t, 2*time.Minute)
-	cmd := w.client(w.alice).SSH(ctx, "echo started; sleep 300")
-	stdout, _ := cmd.StdoutPipe()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	bufio.NewReader(stdout).ReadString('\n')
+	live := startLive(t, ctx, w.client(w.alice))
 	sctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	if err := w.gw.Shutdown(sctx); err == nil {
 		t.Error("Shutdown with a live session returned no deadline error")
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("session survived the shutdown")
-	}
-	if !strings.Contains(stderr.String(), "the gateway is restarting") {
-		t.Errorf("user was not told: %q", stderr.String())
+	live.wait(20 * time.Second)
+	if !strings.Contains(live.stderr.String(), "the gateway is restarting") {
+		t.Errorf("user was not told: %q", live.stderr.String())
 	}
 	if cs := w.containers(ctx, "alice"); len(cs) != 1 || cs[0].State != "running" {
 		t.Errorf("container after gateway shutdown: %+v", cs)

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -217,4 +218,54 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 
 func stopOptions(seconds int) container.StopOptions {
 	return container.StopOptions{Timeout: &seconds}
+}
+
+// liveSession is an ssh command that has started in the container and runs
+// until something ends it.
+type liveSession struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stderr *testenv.SyncBuffer
+	done   chan struct{}
+}
+
+// longCommand is what startLive runs; tests look for it in the registry.
+const longCommand = "echo started; sleep 300"
+
+// startLive runs longCommand as c and returns once it has started.
+func startLive(t *testing.T, ctx context.Context, c sshtest.Client) *liveSession {
+	t.Helper()
+	s := &liveSession{t: t, cmd: c.SSH(ctx, longCommand), stderr: &testenv.SyncBuffer{}, done: make(chan struct{})}
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stderr = s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(stdout)
+	line, _ := rd.ReadString('\n')
+	go func() {
+		defer close(s.done)
+		io.Copy(io.Discard, rd) // the rest, until the session ends
+		s.cmd.Wait()
+	}()
+	t.Cleanup(func() { s.cmd.Process.Kill(); <-s.done })
+	if line != "started\n" {
+		t.Fatalf("session did not start: %q, stderr %q", line, s.stderr.String())
+	}
+	return s
+}
+
+// wait waits up to d for the session to end and returns its exit code.
+func (s *liveSession) wait(d time.Duration) int {
+	s.t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(d):
+		s.cmd.Process.Kill()
+		s.t.Fatalf("session did not end within %v", d)
+	}
+	return s.cmd.ProcessState.ExitCode()
 }

@@ -76,34 +76,16 @@ func TestContainerGoneMidSession(t *testing.T) {
 	ctx := ctxT(t, 3*time.Minute)
 	c := w.client(w.alice)
 	sshtest.Must(t, c.SSH(ctx, "true"), nil)
-	cmd := c.SSH(ctx, "echo started; sleep 300")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	bufio.NewReader(stdout).ReadString('\n')
+	live := startLive(t, ctx, c)
 	cs := w.containers(ctx, "alice")
 	if err := w.docker.ContainerKill(ctx, cs[0].ID, "KILL"); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("ssh did not end after its container was killed")
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 255 {
+	if code := live.wait(30 * time.Second); code != 255 {
 		t.Errorf("exit code %d, want 255", code)
 	}
-	if !strings.Contains(stderr.String(), "lost the connection to your container") {
-		t.Errorf("stderr %q does not explain", stderr.String())
+	if !strings.Contains(live.stderr.String(), "lost the connection to your container") {
+		t.Errorf("stderr %q does not explain", live.stderr.String())
 	}
 	r := sshtest.Must(t, c.SSH(ctx, "echo back"), nil)
 	if r.Stdout != "back\n" {
