@@ -1,12 +1,27 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/sygaldry/sygaldry/internal/sshtest"
+	"github.com/sygaldry/sygaldry/internal/testenv"
 )
+
+// TestMain fails the run when a test left a container behind.
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // The admin's view of a bad config: exit 2 and file:line, before anything
 // is started.
@@ -35,4 +50,166 @@ func TestBadConfigNamesFileAndLine(t *testing.T) {
 	if out, err := exec.Command(bin, "--config", filepath.Join(dir, "missing.toml")).CombinedOutput(); err == nil || !strings.Contains(string(out), "missing.toml") {
 		t.Errorf("missing config: %v %s", err, out)
 	}
+}
+
+// The daemon as an admin runs it: the built binary with a config file, a
+// user logging in with the OpenSSH client, sygctl reading the admin socket,
+// Prometheus scraping metrics, SIGHUP reloading, SIGTERM stopping cleanly.
+func TestDaemonEndToEnd(t *testing.T) {
+	sshtest.Require(t, "ssh")
+	image := testenv.Image(t)
+	agentBin := testenv.AgentBinary(t)
+	docker := testenv.Docker(t)
+	dir := testenv.ShortTempDir(t)
+	bin := filepath.Join(dir, "sygaldry-gateway")
+	sygctl := filepath.Join(dir, "sygctl")
+	for out, pkg := range map[string]string{bin: ".", sygctl: "../sygctl"} {
+		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	alice := sshtest.NewKey(t, dir, "alice")
+	bob := sshtest.NewKey(t, dir, "bob")
+	project := testenv.UniqueName("d")
+	port, metricsPort := freePort(t), freePort(t)
+	sock := filepath.Join(dir, "admin.sock")
+	doc := func(members string) string {
+		return fmt.Sprintf(`[server]
+listen = "127.0.0.1:%d"
+state_dir = %q
+admin_socket = %q
+metrics_listen = "127.0.0.1:%d"
+agent_path = %q
+[docker]
+storage_root = %q
+[defaults]
+image = %q
+gpus = "none"
+[projects.%s]
+members = [%s]
+[users.alice]
+keys = [%q]
+[users.bob]
+keys = [%q]
+`, port, filepath.Join(dir, "state"), sock, metricsPort, agentBin, filepath.Join(dir, "storage"), image, project, members, alice.Authorized, bob.Authorized)
+	}
+	cfgPath := filepath.Join(dir, "gateway.toml")
+	if err := os.WriteFile(cfgPath, []byte(doc(`"alice"`)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { testenv.RemoveLabelledProject(t, docker, project) })
+
+	var logs testenv.SyncBuffer
+	gw := exec.Command(bin, "--config", cfgPath)
+	gw.Stdout, gw.Stderr = &logs, &logs
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- gw.Wait() }()
+	t.Cleanup(func() {
+		gw.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logs.String())
+		}
+	})
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := sshtest.Client{Host: "127.0.0.1", Port: strconv.Itoa(port), Login: project, Key: alice}
+	if r := sshtest.Run(t, c.SSH(ctx, "echo hi; exit 3"), nil); r.Code != 3 || r.Stdout != "hi\n" {
+		t.Fatalf("login: %v", r)
+	}
+
+	// A live session, seen by sygctl.
+	live := c.SSH(ctx, "sleep 30")
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { live.Process.Kill(); live.Wait() }()
+	var sessions []map[string]any
+	for deadline := time.Now().Add(10 * time.Second); len(sessions) == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		out, err := exec.Command(sygctl, "--socket", sock, "sessions", "--json").Output()
+		if err != nil {
+			t.Fatalf("sygctl sessions: %v", err)
+		}
+		json.Unmarshal(out, &sessions)
+	}
+	if len(sessions) != 1 || sessions[0]["user"] != "alice" || sessions[0]["project"] != project ||
+		sessions[0]["command"] != "sleep 30" || sessions[0]["kind"] != "exec" {
+		t.Errorf("sygctl sessions --json = %v", sessions)
+	}
+	for _, f := range []string{"id", "container", "remote_addr", "started"} {
+		if len(sessions) > 0 && sessions[0][f] == nil {
+			t.Errorf("sygctl sessions --json lacks %q", f)
+		}
+	}
+
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `sygaldry_sessions_live{kind="exec",project="`+project+`"} 1`) {
+		t.Errorf("metrics lack the live session:\n%s", body)
+	}
+
+	// Reload: bob becomes a member without a restart.
+	bc := c
+	bc.Key = bob
+	if r := sshtest.Run(t, bc.SSH(ctx, "true"), nil); r.Code != 255 {
+		t.Fatalf("bob before reload: %v", r)
+	}
+	os.WriteFile(cfgPath, []byte(doc(`"alice", "bob"`)), 0o644)
+	gw.Process.Signal(syscall.SIGHUP)
+	var r sshtest.Result
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if r = sshtest.Run(t, bc.SSH(ctx, "echo $SYGALDRY_USER"), nil); r.Code == 0 {
+			break
+		}
+	}
+	if r.Stdout != "bob\n" {
+		t.Errorf("bob after reload: %v", r)
+	}
+
+	// SIGTERM: a clean exit, within the drain time.
+	live.Process.Kill()
+	live.Wait()
+	gw.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("gateway exit after SIGTERM: %v", err)
+		}
+		exited <- err // for the cleanup
+	case <-time.After(45 * time.Second):
+		t.Error("gateway did not stop after SIGTERM")
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("admin socket left behind: %v", err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+	}
+	t.Fatalf("nothing listens on %s", addr)
 }

@@ -21,9 +21,21 @@ import (
 // RemoveLabelled force-removes every container carrying TestLabel=id.
 func RemoveLabelled(t testing.TB, cl *client.Client, id string) {
 	t.Helper()
+	removeWhere(t, cl, filters.Arg("label", TestLabel+"="+id))
+}
+
+// RemoveLabelledProject force-removes the managed containers of project
+// (for tests that run the real daemon, which adds no test label).
+func RemoveLabelledProject(t testing.TB, cl *client.Client, project string) {
+	t.Helper()
+	removeWhere(t, cl, filters.Arg("label", "sygaldry.managed=true"), filters.Arg("label", "sygaldry.project="+project))
+}
+
+func removeWhere(t testing.TB, cl *client.Client, match ...filters.KeyValuePair) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cs, err := cl.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", TestLabel+"="+id))})
+	cs, err := cl.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(match...)})
 	if err != nil {
 		t.Errorf("cleanup: list: %v", err)
 		return
