@@ -639,9 +639,16 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 func TestIdleStopWaitsForBackgroundJobs(t *testing.T) {
 	r := newRig(t, func(o *Options) { o.IdleStop = 300 * time.Millisecond })
 	inst, _ := r.ensure(r.project(), "alice")
+	// Held while the job starts, as by the connection that starts it.
+	r.m.Acquire(inst.Name)
 	if out, err := exec.Command("docker", "exec", "-d", inst.Name, "sleep", "1000").CombinedOutput(); err != nil {
 		t.Fatalf("start job: %v %s", err, out)
 	}
+	waitFor(t, 10*time.Second, "job running", func() bool {
+		out, _ := exec.Command("docker", "exec", inst.Name, "pgrep", "-x", "sleep").CombinedOutput()
+		return len(out) > 0
+	})
+	r.m.Release(inst.Name)
 	time.Sleep(2 * time.Second) // several idle periods
 	if !r.inspect(inst.ID).State.Running {
 		t.Fatal("a container with a running job was stopped as idle")

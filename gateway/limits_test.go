@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -92,9 +93,13 @@ func TestMaxStartups(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
+		// The server's version line proves it admitted the connection.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
+			t.Fatalf("no banner: %q %v", line, err)
+		}
 		held = append(held, c)
 	}
-	time.Sleep(200 * time.Millisecond)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

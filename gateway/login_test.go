@@ -147,7 +147,7 @@ func TestPTYAndResize(t *testing.T) {
 	if err := pty.Setsize(f, &pty.Winsize{Rows: 50, Cols: 132}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // let SIGWINCH reach ssh and window-change the agent
+	time.Sleep(time.Second) // let SIGWINCH reach ssh and window-change the agent
 	f.Write([]byte("\r"))
 	waitFor("50 132")
 	waitFor("xterm-256color")
