@@ -3,6 +3,9 @@
 package agent
 
 import (
+	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,8 +53,13 @@ echo leader $$
 sleep 0.3
 exec sleep 1001`, 4)
 			bg, nohup, setsid, leader := pids[0], pids[1], pids[2], pids[3]
-			// Let nohup install its SIG_IGN and the shell exec the last sleep.
-			time.Sleep(600 * time.Millisecond)
+			// Wait until nohup has set SIGHUP to ignored and exec'd sleep,
+			// and the shell has exec'd its last sleep: the states under test.
+			if !waitFor(10*time.Second, func() bool {
+				return procName(nohup) == "sleep" && ignoresHUP(nohup) && procName(leader) == "sleep"
+			}) {
+				t.Fatalf("jobs never reached their state: nohup %q (HUP ignored %v), leader %q", procName(nohup), ignoresHUP(nohup), procName(leader))
+			}
 			for _, p := range pids {
 				if !alive(p) {
 					t.Fatalf("pid %d not running before the hangup", p)
@@ -101,4 +109,28 @@ func TestLinkLossHangsUp(t *testing.T) {
 	if !waitFor(3*time.Second, func() bool { return !alive(pids[0]) }) {
 		t.Fatal("child survived the link loss")
 	}
+}
+
+// procName is the command name of pid ("" when gone).
+func procName(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// ignoresHUP reports whether pid has SIGHUP set to ignored.
+func ignoresHUP(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigIgn:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&1 != 0 // bit 0 is signal 1, SIGHUP
+		}
+	}
+	return false
 }

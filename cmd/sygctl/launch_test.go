@@ -240,7 +240,7 @@ func TestLaunchInteractive(t *testing.T) {
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // SIGWINCH → window-change is asynchronous
+	time.Sleep(time.Second) // SIGWINCH → window-change is asynchronous
 	io.WriteString(ptmx, "stty size\r")
 	waitOutput("40 120")
 	io.WriteString(ptmx, "exit\r")
