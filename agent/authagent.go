@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 )
 
 // agentForward is the SSH_AUTH_SOCK of one session (auth-agent-req@openssh.com).
@@ -58,16 +57,8 @@ func (c *linkConn) startAgentForward(id uint64) (*agentForward, error) {
 }
 
 func (c *linkConn) forwardAgentConn(conn net.Conn) {
-	log := c.channelLog("auth-agent@openssh.com")
-	start := time.Now()
-	ch, reqs, err := c.sc.OpenChannel("auth-agent@openssh.com", nil)
-	if err != nil {
-		conn.Close()
-		log.Info("channel open failed", "err", err)
-		return
-	}
-	in, out := bicopy(ch, reqs, conn)
-	log.Info("channel closed", "bytes_in", in, "bytes_out", out, "duration", time.Since(start).Round(time.Millisecond))
+	const kind = "auth-agent@openssh.com"
+	c.openAndCopy(c.channelLog(kind), kind, nil, conn)
 }
 
 // close removes the socket when the session ends; connections already made

@@ -358,7 +358,13 @@ func (c *linkConn) openForwarded(fw *remoteForward, conn net.Conn) {
 		}
 		extra = ssh.Marshal(forwardedTCPIPMsg{Host: fw.host, Port: fw.port, OrigHost: origHost, OrigPort: uint32(origPort)})
 	}
-	log := c.channelLog(kind).With("key", fw.key)
+	c.openAndCopy(c.channelLog(kind).With("key", fw.key), kind, extra, conn)
+}
+
+// openAndCopy opens a channel of kind towards the gateway for a connection
+// accepted in the container (a remote forward, an agent client) and copies
+// both ways until both ends are done.
+func (c *linkConn) openAndCopy(log *slog.Logger, kind string, extra []byte, conn net.Conn) {
 	start := time.Now()
 	ch, reqs, err := c.sc.OpenChannel(kind, extra)
 	if err != nil {
