@@ -28,29 +28,32 @@ type Config struct {
 	// Path is the file the configuration was read from ("" when built in code).
 	Path string `toml:"-"`
 
-	keysOnce sync.Once
-	keys     map[string]string // SHA256 fingerprint -> user
+	indexOnce sync.Once
+	keys      map[string]string // SHA256 fingerprint -> user
+	cas       []gossh.PublicKey // parsed trusted_user_ca_keys
 }
 
 // UserCAs returns the trusted user CA keys.
 func (c *Config) UserCAs() []gossh.PublicKey {
-	var out []gossh.PublicKey
-	for _, k := range c.Server.TrustedUserCAKeys {
-		if pk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k)); err == nil {
-			out = append(out, pk)
-		}
-	}
-	return out
+	c.indexOnce.Do(c.index)
+	return c.cas
 }
 
 // UserByKey returns the user who owns the public key.
 func (c *Config) UserByKey(pk gossh.PublicKey) (string, bool) {
-	c.keysOnce.Do(c.indexKeys)
+	c.indexOnce.Do(c.index)
 	u, ok := c.keys[gossh.FingerprintSHA256(pk)]
 	return u, ok
 }
 
-func (c *Config) indexKeys() {
+// index parses the keys once, so authentication does not parse
+// authorized_keys lines on every attempt.
+func (c *Config) index() {
+	for _, k := range c.Server.TrustedUserCAKeys {
+		if pk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k)); err == nil {
+			c.cas = append(c.cas, pk)
+		}
+	}
 	c.keys = map[string]string{}
 	for name, u := range c.Users {
 		if u == nil {

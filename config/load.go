@@ -57,7 +57,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		return nil, errors.Join(out...)
 	}
-	c.keysOnce.Do(c.indexKeys)
+	c.indexOnce.Do(c.index)
 	return &c, nil
 }
 

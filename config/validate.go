@@ -24,6 +24,8 @@ var (
 	userNameRE    = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	shmRE         = regexp.MustCompile(`^[0-9]+[bkmgBKMG]?$`)
+	// containerUserRE is a user name inside the image (useradd's rule).
+	containerUserRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
 )
 
 // ValidProjectName reports whether name may be used as a project name.
@@ -84,8 +86,10 @@ func (c *Config) validate() []validationError {
 
 	errs = append(errs, validateSettings("defaults", c.Defaults)...)
 
-	for name, u := range c.Users {
-		key := "users." + name
+	// In name order, so "belongs to both" names the pair the same way each time.
+	seen := map[string]string{} // one key, one user: otherwise it identifies nobody
+	for _, name := range slices.Sorted(maps.Keys(c.Users)) {
+		u, key := c.Users[name], "users."+name
 		if !ValidUserName(name) {
 			bad(key, "user name %q: use lowercase letters, digits and _ (32 at most, starting with a letter)", name)
 		}
@@ -97,25 +101,14 @@ func (c *Config) validate() []validationError {
 			continue
 		}
 		for i, k := range u.Keys {
-			if _, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k)); err != nil {
-				bad(key+".keys", "users.%s.keys[%d]: not an authorized_keys line: %v", name, i, err)
-			}
-		}
-	}
-	// One key, one user: otherwise the key would not identify anybody.
-	seen := map[string]string{}
-	for _, name := range slices.Sorted(maps.Keys(c.Users)) {
-		if c.Users[name] == nil {
-			continue
-		}
-		for _, k := range c.Users[name].Keys {
 			pk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k))
 			if err != nil {
+				bad(key+".keys", "users.%s.keys[%d]: not an authorized_keys line: %v", name, i, err)
 				continue
 			}
 			fp := gossh.FingerprintSHA256(pk)
 			if other, dup := seen[fp]; dup && other != name {
-				bad("users."+name+".keys", "key %s belongs to both %q and %q", fp, other, name)
+				bad(key+".keys", "key %s belongs to both %q and %q", fp, other, name)
 			}
 			seen[fp] = name
 		}
@@ -146,7 +139,7 @@ func validateSettings(key string, s Settings) []validationError {
 	bad := func(path, format string, args ...any) {
 		errs = append(errs, validationError{path, fmt.Sprintf(format, args...)})
 	}
-	if s.User != "" && !regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`).MatchString(s.User) {
+	if s.User != "" && !containerUserRE.MatchString(s.User) {
 		bad(key+".user", "%s.user %q: not a valid user name", key, s.User)
 	}
 	if s.ShmSize != "" && !shmRE.MatchString(s.ShmSize) {
