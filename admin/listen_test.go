@@ -39,16 +39,7 @@ func TestListenCreatesPrivateSocket(t *testing.T) {
 		t.Errorf("directory holds %d entries, want only the socket", len(ents))
 	}
 	// It answers at its final path.
-	go func() {
-		if c, err := l.Accept(); err == nil {
-			c.Close()
-		}
-	}()
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	c.Close()
+	answers(t, l, sock)
 }
 
 func TestListenRefusesLiveSocket(t *testing.T) {
@@ -58,25 +49,17 @@ func TestListenRefusesLiveSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAll(l)
 	_, err = admin.Listen(sock)
 	if !errors.Is(err, admin.ErrSocketInUse) || !strings.Contains(err.Error(), sock) || !strings.Contains(err.Error(), "another") {
 		t.Fatalf("second Listen: %v, want a clear ErrSocketInUse", err)
 	}
 	// The live socket was left alone.
-	c, err := net.Dial("unix", sock)
-	if err != nil {
+	if c, err := net.Dial("unix", sock); err != nil {
 		t.Fatalf("first gateway's socket broken: %v", err)
+	} else {
+		c.Close()
 	}
-	c.Close()
 }
 
 func TestListenReplacesStaleSocket(t *testing.T) {
@@ -96,16 +79,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	defer l.Close()
-	go func() {
-		if c, err := l.Accept(); err == nil {
-			c.Close()
-		}
-	}()
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	c.Close()
+	answers(t, l, sock)
 }
 
 func TestListenLeavesOtherFilesAlone(t *testing.T) {
@@ -154,5 +128,31 @@ func TestListenPathTooLong(t *testing.T) {
 	sock := filepath.Join(shortDir(t), strings.Repeat("x", 120))
 	if _, err := admin.Listen(sock); err == nil || !strings.Contains(err.Error(), "too long") {
 		t.Fatalf("Listen with a long path: %v", err)
+	}
+}
+
+// answers checks that l accepts a connection dialled at sock.
+func answers(t *testing.T, l net.Listener, sock string) {
+	t.Helper()
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	c.Close()
+}
+
+// acceptAll accepts and closes connections until l is closed.
+func acceptAll(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
 	}
 }
