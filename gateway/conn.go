@@ -208,7 +208,11 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 	st.s.Metrics.ensured(start, err)
 	if err != nil {
 		st.log.Error("ensure container", "user", user, "project", project, "err", err)
-		return nil, Target{}, errorf("%s", shortReason(err))
+		msg := userMessage(err)
+		if msg == "" {
+			msg = "your container could not be started; the administrator can find the details in the gateway log"
+		}
+		return nil, Target{}, UserError(msg, err)
 	}
 	st.mu.Lock()
 	if !st.acquired {
@@ -283,12 +287,4 @@ func (st *connState) proxy(kind string, client gossh.Channel, clientReqs <-chan 
 	st.s.Metrics.sessionEnded(in)
 	st.log.Info("channel closed", "session", in.ID, "kind", in.Kind, "command", in.Command,
 		"bytes_in", in.BytesIn, "bytes_out", in.BytesOut, "duration", time.Since(start).Round(time.Millisecond))
-}
-
-// shortReason is the part of a container error fit for a user's terminal.
-func shortReason(err error) string {
-	if m := userMessage(err); m != "" {
-		return m
-	}
-	return "the administrator can find the details in the gateway log"
 }
