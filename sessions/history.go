@@ -89,9 +89,11 @@ func (h *History) Append(in Info) {
 
 // Read returns the last n ended sessions (all when n <= 0), oldest first.
 // Lines that do not decode (a torn write) are skipped.
+//
+// It reads through its own file handle without h.mu, so an admin reading a
+// long history never holds up Append on a session's teardown; a line being
+// appended meanwhile is either complete or skipped as torn.
 func (h *History) Read(n int) ([]Info, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	f, err := os.Open(h.path)
 	if err != nil {
 		return nil, fmt.Errorf("read session history: %w", err)
