@@ -4,9 +4,15 @@
 // Endpoints (errors are {"error": "..."} with a fitting status code):
 //
 //	GET  /v1/status                 version, start time, live session count
-//	GET  /v1/sessions               live sessions, oldest first
+//	GET  /v1/sessions               live sessions, oldest first, and a row of
+//	                                kind "connection" (id "c<N>") for each
+//	                                client connection with no channel open
 //	GET  /v1/sessions/history?n=50  the last n ended sessions (n=0: all)
-//	POST /v1/sessions/{id}/kill     body {"reason": "..."}; 404 when not live
+//	POST /v1/sessions/{id}/kill     body {"reason": "...", "connection": false};
+//	                                404 when not live. id is a session or a
+//	                                connection ("c<N>": ends the connection);
+//	                                "connection": true ends the whole client
+//	                                connection the session belongs to
 //	GET  /v1/containers             managed containers
 package admin
 
@@ -29,8 +35,13 @@ type Sessions interface {
 	// List returns the live sessions.
 	List() []sessions.Info
 	// Kill ends a live session, telling its user reason; an error wrapping
-	// sessions.ErrNotFound when id is not live.
+	// sessions.ErrNotFound when id is not live. A connection ID ends that
+	// connection.
 	Kill(id, reason string) error
+	// KillConn ends the whole client connection that the session or
+	// connection id belongs to, and returns the connection's ID; an error
+	// wrapping sessions.ErrNotFound when there is none.
+	KillConn(id, reason string) (string, error)
 	// History returns the last n ended sessions (all when n <= 0), oldest
 	// first; an error wrapping ErrNoHistory when none is kept.
 	History(n int) ([]sessions.Info, error)

@@ -49,10 +49,16 @@ func (s *Server) guard(mux *http.ServeMux) http.Handler {
 }
 
 func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
+	n := 0
+	for _, in := range s.live() {
+		if in.Kind != sessions.KindConnection {
+			n++
+		}
+	}
 	writeJSON(w, http.StatusOK, Status{
 		Version:      s.Version,
 		Started:      s.started,
-		LiveSessions: len(s.live()),
+		LiveSessions: n,
 	})
 }
 
@@ -103,12 +109,16 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 // KillRequest is the body of POST /v1/sessions/{id}/kill.
 type KillRequest struct {
 	Reason string `json:"reason"` // shown to the session's user; may be empty
+	// Connection ends the whole client connection the session belongs to:
+	// all its sessions and forwards, and the connection itself.
+	Connection bool `json:"connection,omitempty"`
 }
 
 // KillResponse answers a successful kill. The session ends asynchronously:
 // it leaves the live list once its connection has been torn down.
 type KillResponse struct {
-	ID string `json:"id"`
+	ID   string `json:"id"`
+	Conn string `json:"conn,omitempty"` // the connection ended, for a connection kill
 }
 
 func (s *Server) serveKill(w http.ResponseWriter, r *http.Request) {
@@ -129,18 +139,32 @@ func (s *Server) serveKill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no live session %s", id))
 		return
 	}
-	if err := s.Sessions.Kill(id, req.Reason); err != nil {
+	resp := KillResponse{ID: id}
+	if req.Connection {
+		resp.Conn, err = s.Sessions.KillConn(id, req.Reason)
+	} else {
+		err = s.Sessions.Kill(id, req.Reason)
+	}
+	if err != nil {
 		if errors.Is(err, sessions.ErrNotFound) {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("no live session %s", id))
+			what := "session"
+			if req.Connection {
+				what = "connection for session"
+			}
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no live %s %s", what, id))
 			return
 		}
-		s.log().Error("kill session", "id", id, "err", err)
+		s.log().Error("kill session", "id", id, "connection", req.Connection, "err", err)
 		writeError(w, http.StatusInternalServerError, "cannot kill the session (see the gateway's log)")
 		return
 	}
 	p, _ := peerFrom(r.Context())
-	s.log().Info("session killed by admin", "id", id, "reason", req.Reason, "peer_uid", p.uid)
-	writeJSON(w, http.StatusOK, KillResponse{ID: id})
+	if req.Connection {
+		s.log().Info("connection killed by admin", "id", id, "conn", resp.Conn, "reason", req.Reason, "peer_uid", p.uid)
+	} else {
+		s.log().Info("session killed by admin", "id", id, "reason", req.Reason, "peer_uid", p.uid)
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) serveContainers(w http.ResponseWriter, r *http.Request) {
@@ -159,7 +183,9 @@ func (s *Server) serveContainers(w http.ResponseWriter, r *http.Request) {
 	// The registry, not the container manager, knows who is inside.
 	count := map[string]int{}
 	for _, in := range s.live() {
-		count[in.Container]++
+		if in.Kind != sessions.KindConnection {
+			count[in.Container]++
+		}
 	}
 	out := make([]ContainerInfo, len(list))
 	for i, c := range list {

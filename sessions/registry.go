@@ -53,8 +53,10 @@ type Session struct {
 }
 
 // SetKind records what the channel turned out to be (known only once the
-// shell/exec/subsystem request arrives).
+// shell/exec/subsystem request arrives). A command longer than MaxCommand
+// is cut (CutCommand).
 func (s *Session) SetKind(kind, command string) {
+	command = CutCommand(command)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.info.Kind, s.info.Command = kind, command
@@ -115,6 +117,7 @@ func (s *Session) Info() Info {
 type Registry struct {
 	mu      sync.Mutex
 	live    map[string]*Session
+	conns   map[string]*Session // client connections, by connection ID (conns.go)
 	next    atomic.Uint64
 	history *History // nil: no history kept
 	now     func() time.Time
@@ -122,7 +125,7 @@ type Registry struct {
 
 // NewRegistry returns a registry appending ended sessions to h (may be nil).
 func NewRegistry(h *History) *Registry {
-	return &Registry{live: map[string]*Session{}, history: h, now: time.Now}
+	return &Registry{live: map[string]*Session{}, conns: map[string]*Session{}, history: h, now: time.Now}
 }
 
 // Add registers a live session; cancel is called (with a cause the user
@@ -169,12 +172,22 @@ func (r *Registry) End(s *Session, reason string) {
 	}
 }
 
-// List returns the live sessions, oldest first.
+// List returns the live sessions, oldest first, and a row of kind
+// KindConnection for each client connection that has no channel open (an
+// `ssh -N -L` tunnel, an idle ControlMaster).
 func (r *Registry) List() []Info {
 	r.mu.Lock()
 	out := make([]Info, 0, len(r.live))
+	busy := map[string]bool{}
 	for _, s := range r.live {
-		out = append(out, s.Info())
+		in := s.Info()
+		busy[in.Conn] = true
+		out = append(out, in)
+	}
+	for id, c := range r.conns {
+		if !busy[id] {
+			out = append(out, c.Info())
+		}
 	}
 	r.mu.Unlock()
 	slices.SortFunc(out, func(a, b Info) int {
@@ -186,10 +199,16 @@ func (r *Registry) List() []Info {
 	return out
 }
 
-// Kill ends a live session, telling its user reason.
+// Kill ends a live session, telling its user reason. A connection ID ends
+// that whole connection (see KillConn).
 func (r *Registry) Kill(id, reason string) error {
 	r.mu.Lock()
 	s, ok := r.live[id]
+	conn := false
+	if !ok {
+		s, ok = r.conns[id]
+		conn = ok
+	}
 	r.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("session %s: %w", id, ErrNotFound)
@@ -197,7 +216,7 @@ func (r *Registry) Kill(id, reason string) error {
 	if s.cancel == nil {
 		return fmt.Errorf("session %s cannot be killed", id)
 	}
-	s.cancel(&KilledError{Reason: reason})
+	s.cancel(&KilledError{Reason: reason, Connection: conn})
 	return nil
 }
 
@@ -220,13 +239,20 @@ func (r *Registry) CancelAll(cause error) {
 func (r *Registry) History() *History { return r.history }
 
 // KilledError is the cancel cause of a session an admin killed.
-type KilledError struct{ Reason string }
+type KilledError struct {
+	Reason     string
+	Connection bool // the admin ended the whole connection (KillConn)
+}
 
 func (e *KilledError) Error() string {
-	if e.Reason == "" {
-		return "session killed by an administrator"
+	msg := "session killed by an administrator"
+	if e.Connection {
+		msg = "connection closed by an administrator"
 	}
-	return "session killed by an administrator: " + e.Reason
+	if e.Reason == "" {
+		return msg
+	}
+	return msg + ": " + e.Reason
 }
 
 func compareIDs(a, b string) int {

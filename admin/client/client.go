@@ -87,7 +87,8 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return st, err
 }
 
-// Sessions returns the live sessions, oldest first.
+// Sessions returns the live sessions, oldest first, with a row of kind
+// KindConnection for each client connection that has no channel open.
 func (c *Client) Sessions(ctx context.Context) ([]Session, error) {
 	var out []Session
 	err := c.do(ctx, http.MethodGet, "/v1/sessions", nil, &out)
@@ -105,15 +106,39 @@ func (c *Client) History(ctx context.Context, n int) ([]Session, error) {
 }
 
 // Kill ends the live session id; its user is told reason. An unknown or
-// already ended session gives an error wrapping ErrNotFound.
+// already ended session gives an error wrapping ErrNotFound. A connection
+// ID ("c<N>", the id of a row of kind KindConnection) ends that connection.
 func (c *Client) Kill(ctx context.Context, id, reason string) error {
+	_, err := c.kill(ctx, id, reason, false)
+	return err
+}
+
+// KillConn ends the whole client connection that the session (or
+// connection) id belongs to: every session and forward on it, and the
+// connection itself; each open session's user is told reason. It returns
+// the connection's ID. An unknown id gives an error wrapping ErrNotFound.
+func (c *Client) KillConn(ctx context.Context, id, reason string) (string, error) {
+	return c.kill(ctx, id, reason, true)
+}
+
+// KindConnection is the kind of a Sessions row that stands for a client
+// connection with no channel open.
+const KindConnection = sessions.KindConnection
+
+func (c *Client) kill(ctx context.Context, id, reason string, conn bool) (string, error) {
 	body, err := json.Marshal(struct {
-		Reason string `json:"reason"`
-	}{reason})
+		Reason     string `json:"reason"`
+		Connection bool   `json:"connection,omitempty"`
+	}{reason, conn})
 	if err != nil {
-		return err
+		return "", err
 	}
-	return c.do(ctx, http.MethodPost, "/v1/sessions/"+url.PathEscape(id)+"/kill", body, nil)
+	var resp struct {
+		ID   string `json:"id"`
+		Conn string `json:"conn"`
+	}
+	err = c.do(ctx, http.MethodPost, "/v1/sessions/"+url.PathEscape(id)+"/kill", body, &resp)
+	return resp.Conn, err
 }
 
 // Containers returns the containers the gateway manages.

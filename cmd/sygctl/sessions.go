@@ -128,10 +128,14 @@ func adminFail(stderr io.Writer, cmd string, err error) int {
 }
 
 const sessionsHelp = `Lists the gateway's live sessions (oldest first), or with --all the
-recently ended ones too. Subcommands:
+recently ended ones too. A client connection with no channel open (an
+'ssh -N' tunnel, an idle ControlMaster) is listed as a row of kind
+"connection" whose ID is the connection's, "c<N>". Subcommands:
 
-  sygctl sessions kill [--reason TEXT] ID...   end live sessions
-  sygctl sessions history [-n 50] [--json]     list ended sessions`
+  sygctl sessions kill [--conn] [--reason TEXT] ID...   end live sessions
+                                                        (--conn: their whole
+                                                        connections)
+  sygctl sessions history [-n 50] [--json]              list ended sessions`
 
 // cmdSessions is `sygctl sessions [flags]`, `sygctl sessions kill` and
 // `sygctl sessions history`.
@@ -187,10 +191,14 @@ func cmdSessions(args []string, stdout, stderr io.Writer) int {
 }
 
 func sessionsKill(af *adminFlags, args []string, stdout, stderr io.Writer) int {
-	fs := newAdminFlagSet("sessions kill", "sygctl sessions kill [--reason TEXT] ID...",
-		"Ends live sessions. The session's user sees \"session killed by an\nadministrator\" and the reason.")
+	fs := newAdminFlagSet("sessions kill", "sygctl sessions kill [--conn] [--reason TEXT] ID...",
+		"Ends live sessions. The session's user sees \"session killed by an\n"+
+			"administrator\" and the reason. An ID \"c<N>\" (a row of kind\n"+
+			"\"connection\") ends that client connection. With --conn, each ID's whole\n"+
+			"connection ends: all its sessions and forwards, and the connection itself.")
 	af.add(fs, false)
 	reason := fs.String("reason", "", "`TEXT` the session's user is told")
+	wholeConn := fs.Bool("conn", false, "end the whole client connection each ID belongs to")
 	ids, code := parseAdminFlags(fs, args, true, stdout, stderr)
 	if code >= 0 {
 		return code
@@ -206,18 +214,41 @@ func sessionsKill(af *adminFlags, args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	rc := 0
 	for _, id := range ids {
-		err := cl.Kill(ctx, id, *reason)
+		var conn string
+		if *wholeConn {
+			conn, err = cl.KillConn(ctx, id, *reason)
+		} else {
+			err = cl.Kill(ctx, id, *reason)
+		}
 		switch {
+		case errors.Is(err, client.ErrNotFound) && *wholeConn:
+			fmt.Fprintf(stderr, "sygctl sessions kill: no live connection for %s (see 'sygctl sessions')\n", termSafe(id))
+			rc = 1
 		case errors.Is(err, client.ErrNotFound):
 			fmt.Fprintf(stderr, "sygctl sessions kill: no live session %s (see 'sygctl sessions'; ended ones are in 'sygctl sessions history')\n", termSafe(id))
 			rc = 1
 		case err != nil:
 			return adminFail(stderr, "sessions kill", err)
+		case *wholeConn && conn != id:
+			fmt.Fprintf(stdout, "closed connection %s (of session %s)\n", termSafe(conn), termSafe(id))
+		case *wholeConn || isConnID(id):
+			fmt.Fprintf(stdout, "closed connection %s\n", termSafe(id))
 		default:
-			fmt.Fprintf(stdout, "killed session %s\n", id)
+			fmt.Fprintf(stdout, "killed session %s\n", termSafe(id))
 		}
 	}
 	return rc
+}
+
+// isConnID reports whether id names a client connection ("c<N>") rather
+// than a session.
+func isConnID(id string) bool {
+	n, ok := strings.CutPrefix(id, "c")
+	if !ok || n == "" {
+		return false
+	}
+	_, err := strconv.ParseUint(n, 10, 64)
+	return err == nil
 }
 
 func sessionsHistory(af *adminFlags, args []string, stdout, stderr io.Writer) int {
