@@ -29,8 +29,9 @@ type Config struct {
 	Path string `toml:"-"`
 
 	indexOnce sync.Once
-	keys      map[string]string // SHA256 fingerprint -> user
-	cas       []gossh.PublicKey // parsed trusted_user_ca_keys
+	keys      map[string][]AuthorizedKey // SHA256 fingerprint -> its lines, in file order
+	cas       []gossh.PublicKey          // parsed trusted_user_ca_keys
+	revoked   *RevokedKeys               // server.revoked_keys, read by Parse
 }
 
 // UserCAs returns the trusted user CA keys.
@@ -39,11 +40,23 @@ func (c *Config) UserCAs() []gossh.PublicKey {
 	return c.cas
 }
 
-// UserByKey returns the user who owns the public key.
+// UserByKey returns the user who owns the public key. It does not apply the
+// key's options (from=, expiry-time): authentication uses AuthorizedKeys.
 func (c *Config) UserByKey(pk gossh.PublicKey) (string, bool) {
 	c.indexOnce.Do(c.index)
-	u, ok := c.keys[gossh.FingerprintSHA256(pk)]
-	return u, ok
+	lines := c.keys[gossh.FingerprintSHA256(pk)]
+	if len(lines) == 0 {
+		return "", false
+	}
+	return lines[0].User, true
+}
+
+// AuthorizedKeys returns the configured lines for the public key, in file
+// order (one key may appear on several lines of its user, with different
+// options, as in an authorized_keys file).
+func (c *Config) AuthorizedKeys(pk gossh.PublicKey) []AuthorizedKey {
+	c.indexOnce.Do(c.index)
+	return c.keys[gossh.FingerprintSHA256(pk)]
 }
 
 // index parses the keys once, so authentication does not parse
@@ -54,14 +67,16 @@ func (c *Config) index() {
 			c.cas = append(c.cas, pk)
 		}
 	}
-	c.keys = map[string]string{}
+	c.keys = map[string][]AuthorizedKey{}
 	for name, u := range c.Users {
 		if u == nil {
 			continue
 		}
 		for _, k := range u.Keys {
-			if pk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k)); err == nil {
-				c.keys[gossh.FingerprintSHA256(pk)] = name
+			// A line validate refused (bad options) authorizes nothing.
+			if ak, err := parseKeyLine(name, k); err == nil {
+				fp := gossh.FingerprintSHA256(ak.Key)
+				c.keys[fp] = append(c.keys[fp], ak)
 			}
 		}
 	}
@@ -92,6 +107,13 @@ type Server struct {
 	// certificate signed by one of them authenticates as its first principal
 	// that names a [users.NAME]. Empty: certificates are not accepted.
 	TrustedUserCAKeys []string `toml:"trusted_user_ca_keys"`
+
+	// RevokedKeys is an OpenSSH KRL (`ssh-keygen -k`) or a file of public
+	// keys, one per line, as sshd's RevokedKeys: a listed key, a
+	// certificate it revokes (by key, serial or key ID) and any certificate
+	// signed by a listed CA are refused. Re-read on reload; an unreadable or
+	// malformed file is a config error. Empty: nothing is revoked.
+	RevokedKeys string `toml:"revoked_keys"`
 
 	LoginGraceTime    Duration `toml:"login_grace_time"`    // unset: 60s to authenticate, like sshd's LoginGraceTime
 	MaxAuthTries      int      `toml:"max_auth_tries"`      // 0: 6, as sshd

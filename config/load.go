@@ -57,6 +57,9 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		return nil, errors.Join(out...)
 	}
+	if err := c.loadRevoked(); err != nil {
+		return nil, &Error{File: name, Line: loc.line("server.revoked_keys"), Msg: err.Error()}
+	}
 	c.indexOnce.Do(c.index)
 	return &c, nil
 }
@@ -128,7 +131,18 @@ func newLocator(data []byte) *locator {
 					line = lineOf(n.Data)
 				}
 			}
-			l.set(strings.Join(key, "."), line)
+			path := strings.Join(key, ".")
+			l.set(path, line)
+			// Array elements get "path.N", so an error in one entry of a
+			// multi-line list (users.NAME.keys) names the entry's own line.
+			if v := e.Value(); v != nil && v.Kind == unstable.Array {
+				i := 0
+				for it := v.Children(); it.Next(); i++ {
+					if n := it.Node(); n.Raw.Length > 0 {
+						l.set(fmt.Sprintf("%s.%d", path, i), 1+bytes.Count(data[:n.Raw.Offset], []byte("\n")))
+					}
+				}
+			}
 		}
 	}
 	return l

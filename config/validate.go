@@ -62,6 +62,9 @@ func (c *Config) validate() []validationError {
 			bad(p.key, "%s %q: must be an absolute path", p.key, p.v)
 		}
 	}
+	if s.RevokedKeys != "" && !path.IsAbs(s.RevokedKeys) {
+		bad("server.revoked_keys", "server.revoked_keys %q: must be an absolute path", s.RevokedKeys)
+	}
 	if s.AgentPath != "" && !path.IsAbs(s.AgentPath) {
 		bad("server.agent_path", "server.agent_path %q: must be an absolute path", s.AgentPath)
 	}
@@ -101,12 +104,12 @@ func (c *Config) validate() []validationError {
 			continue
 		}
 		for i, k := range u.Keys {
-			pk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k))
+			ak, err := parseKeyLine(name, k)
 			if err != nil {
-				bad(key+".keys", "users.%s.keys[%d]: not an authorized_keys line: %v", name, i, err)
+				bad(fmt.Sprintf("%s.keys.%d", key, i), "users.%s.keys[%d]: %v", name, i, err)
 				continue
 			}
-			fp := gossh.FingerprintSHA256(pk)
+			fp := gossh.FingerprintSHA256(ak.Key)
 			if other, dup := seen[fp]; dup && other != name {
 				bad(key+".keys", "key %s belongs to both %q and %q", fp, other, name)
 			}
