@@ -30,6 +30,11 @@ type connState struct {
 	grace  *time.Timer
 	authed atomic.Bool
 
+	// startup is the handshake slot until authentication (prelogin.go);
+	// limits, what the connection holds open (limits.go).
+	startup startupHold
+	limits  connLimits
+
 	mu       sync.Mutex
 	linking  chan struct{} // non-nil while a link is being made
 	link     *gossh.Client
@@ -54,7 +59,7 @@ func newConnState(s *Server, ctx ssh.Context, c net.Conn) *connState {
 func (st *connState) authenticated() {
 	if st.authed.CompareAndSwap(false, true) {
 		st.grace.Stop()
-		st.s.unauthed.Add(-1)
+		st.startup.release(st.s)
 		st.s.Metrics.authDelta(1)
 	}
 }
@@ -82,7 +87,7 @@ func (st *connState) run() {
 	<-st.ctx.Done()
 	if !st.authed.Load() {
 		st.grace.Stop()
-		st.s.unauthed.Add(-1)
+		st.startup.release(st.s)
 		return
 	}
 	st.s.Metrics.authDelta(-1)
