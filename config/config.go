@@ -145,6 +145,13 @@ type Settings struct {
 	GPUs       GPUs   `toml:"gpus"`       // "all" | "none" | N | ["GPU-<uuid>", ...]; unset: all
 	ShmSize    string `toml:"shm_size"`   // /dev/shm size, e.g. "16g"; empty: 16g
 
+	// Isolation (limits.go): unset limits take the defaults there.
+	CPUs      CPUs      `toml:"cpus"`       // 4.5 | "50%" of the host | "unlimited"; unset: 90%
+	Memory    Memory    `toml:"memory"`     // "32g" | "80%" of the host | "unlimited"; swap set equal; unset: 80%
+	PidsLimit PidsLimit `toml:"pids_limit"` // processes in the container | "unlimited"; unset: 4096
+	Network   string    `toml:"network"`    // "isolated" | "none"; empty: isolated
+	CapAdd    []string  `toml:"cap_add"`    // capabilities kept (all others dropped); appended to the defaults' ones
+
 	Env    map[string]string `toml:"env"`    // extra container environment; project keys override defaults
 	Mounts []Mount           `toml:"mounts"` // extra bind mounts, appended to the defaults' ones
 }
@@ -224,6 +231,7 @@ func (c *Config) fillDefaults() {
 	d.Image = or(d.Image, DefaultImage)
 	d.User = or(d.User, DefaultUser)
 	d.ShmSize = or(d.ShmSize, DefaultShmSize)
+	d.fillIsolationDefaults()
 	if !d.GPUs.Set {
 		d.GPUs = GPUs{Set: true, All: true}
 	}
@@ -278,6 +286,7 @@ func (c *Config) Project(name string) (Resolved, bool) {
 		s.GPUs = o.GPUs
 	}
 	s.ShmSize = or(o.ShmSize, s.ShmSize)
+	s.resolveIsolation(o)
 	s.Env = maps.Clone(d.Env)
 	if s.Env == nil && len(o.Env) > 0 {
 		s.Env = map[string]string{}

@@ -162,6 +162,7 @@ func validateSettings(key string, s Settings) []validationError {
 	if s.GPUs.err != "" {
 		bad(key+".gpus", "%s.gpus: %s", key, s.GPUs.err)
 	}
+	validateIsolation(key, s, bad)
 	return errs
 }
 

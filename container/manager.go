@@ -96,6 +96,9 @@ type Manager struct {
 	log    *slog.Logger
 	locks  keyedLocks // per container name and per image
 
+	hostMu sync.Mutex
+	host   HostInfo // the engine host's size, once asked (networks.go)
+
 	mu     sync.Mutex
 	uses   map[string]*use
 	closed bool
@@ -216,8 +219,12 @@ func (m *Manager) Ensure(ctx context.Context, p config.Resolved, user string, pr
 }
 
 // spec builds the spec of (p, user) with the manager's host layout.
-func (m *Manager) spec(p config.Resolved, user, imageID string) (Spec, error) {
+func (m *Manager) spec(ctx context.Context, p config.Resolved, user, imageID string) (Spec, error) {
 	name := ContainerName(p.Name, user)
+	host, err := m.hostInfo(ctx)
+	if err != nil {
+		return Spec{}, err
+	}
 	return BuildSpec(SpecInput{
 		Project:     p,
 		User:        user,
@@ -228,6 +235,7 @@ func (m *Manager) spec(p config.Resolved, user, imageID string) (Spec, error) {
 		DisableGPUs: m.opts.DisableGPUs,
 		Ulimits:     m.opts.Ulimits,
 		Labels:      m.opts.Labels,
+		Host:        host,
 	})
 }
 
@@ -237,7 +245,7 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 	if err != nil {
 		return nil, err
 	}
-	spec, err := m.spec(p, user, imageID)
+	spec, err := m.spec(ctx, p, user, imageID)
 	if err != nil {
 		return nil, userErr(nil, err, "the configuration of project %s cannot make a container; the administrator can find the details in the gateway log", p.Name)
 	}
@@ -288,12 +296,19 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 		}
 		return m.startAndWait(ctx, log, p, spec, id, progress)
 	}
+	// Kept: its limits follow the configuration without a recreation.
+	if err := m.applyLimits(ctx, log, cur.id, limitsOf(spec.HostConfig)); err != nil {
+		log.Warn("container limits not updated; it keeps its old ones", "err", err)
+	}
 	switch cur.state {
 	case "running", "restarting":
 		// Kept or current: its link dir is the one it was made with.
 		spec.LinkDir, spec.SocketPath = cur.linkDir, cur.socketPath()
 		return m.waitReady(ctx, log, spec.Name, cur.id, spec.SocketPath)
 	case "created", "exited":
+		if err := m.ensureNetwork(ctx, log, spec); err != nil {
+			return nil, err
+		}
 		return m.startAndWait(ctx, log, p, spec, cur.id, progress)
 	default:
 		return nil, userErr(nil, fmt.Errorf("state %q", cur.state), "container %s is %s; the administrator has to look at it", spec.Name, cur.state)

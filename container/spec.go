@@ -69,6 +69,7 @@ type SpecInput struct {
 	DisableGPUs bool                // true: no GPUs whatever the project says (SYGALDRY_GPU=false)
 	Ulimits     []*container.Ulimit // nil: DefaultUlimits() (without memlock when no GPU is attached)
 	Labels      map[string]string   // extra labels (tests add sygaldry.test=<id>); may not override ours
+	Host        HostInfo            // the engine host's size, for limits given as a share of it (isolation.go)
 }
 
 // Spec is a container ready to be created.
@@ -80,6 +81,7 @@ type Spec struct {
 	StorageDirs   []string
 	LinkDir       string
 	SocketPath    string // host path of the agent's socket
+	Network       string // the container's own network, created before it; "" for none (isolation.go)
 	Config        *container.Config
 	HostConfig    *container.HostConfig
 }
@@ -216,7 +218,12 @@ func BuildSpec(in SpecInput) (Spec, error) {
 			DeviceRequests: devices,
 		},
 	}
+	network, err := applyIsolation(hc, s, name, in.Host)
+	if err != nil {
+		return Spec{}, err
+	}
 	spec := Spec{
+		Network:       network,
 		Name:          name,
 		Image:         image,
 		ContainerUser: cuser,
@@ -280,6 +287,7 @@ type canonicalSpec struct {
 	ShmSize    int64
 	Ulimits    []string
 	GPUs       []string
+	Isolation  string // network, hardening, which limits are on (not their values: those change live)
 }
 
 func specHash(imageID string, s Spec) string {
@@ -287,8 +295,9 @@ func specHash(imageID string, s Spec) string {
 		V: 1, ImageID: imageID, Image: s.Config.Image, Name: s.Name,
 		Hostname: s.Config.Hostname, User: s.Config.User,
 		Entrypoint: s.Config.Entrypoint, Cmd: s.Config.Cmd, Env: s.Config.Env,
-		Labels:  maps.Clone(s.Config.Labels),
-		ShmSize: s.HostConfig.ShmSize,
+		Labels:    maps.Clone(s.Config.Labels),
+		ShmSize:   s.HostConfig.ShmSize,
+		Isolation: isolationHash(s.HostConfig),
 	}
 	delete(c.Labels, LabelSpec)
 	for _, m := range s.HostConfig.Mounts {

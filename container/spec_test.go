@@ -33,6 +33,7 @@ func baseInput() SpecInput {
 		AgentPath:   "/usr/local/bin/sygaldry-agent",
 		ImageID:     "sha256:aaaa",
 		Labels:      map[string]string{"sygaldry.test": "t1"},
+		Host:        HostInfo{CPUs: 8, Memory: 32 << 30},
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/link"
 	"github.com/sygaldry/sygaldry/sessions"
 )
 
@@ -40,10 +41,12 @@ type Containers interface {
 	Release(name string)
 }
 
-// Target is a running container and the host path of its agent socket.
+// Target is a running container, the host path of its agent socket, and
+// what proves that the process answering there is that container's agent.
 type Target struct {
 	Name       string
 	SocketPath string
+	Peer       link.Peer
 }
 
 // Server is the SSH gateway. Fill the fields, then call Serve.
