@@ -68,7 +68,7 @@ func (m *Manager) specStatus(ctx context.Context, f found, imageIDs map[string]s
 	if id == "" {
 		return SpecUnknown
 	}
-	spec, err := m.spec(p, f.user, id)
+	spec, err := m.spec(ctx, p, f.user, id)
 	if err != nil {
 		return SpecChanged
 	}

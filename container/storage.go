@@ -26,6 +26,9 @@ type hostDirs struct {
 // image.
 func prepareHostDirs(spec Spec) (hostDirs, error) {
 	var hd hostDirs
+	if err := lockDownParents(spec); err != nil {
+		return hd, fmt.Errorf("storage dirs: %w", err)
+	}
 	for _, dir := range spec.StorageDirs {
 		fi, err := os.Stat(dir)
 		switch {

@@ -29,11 +29,6 @@ func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.N
 		nc.Reject(gossh.ResourceShortage, "gateway is shutting down")
 		return
 	}
-	release, ok := st.openChannel(nc) // limits.go: max_sessions, max_forwards
-	if !ok {
-		return
-	}
-	defer release()
 	st.chans.Add(1)
 	defer st.chans.Done()
 	if nc.ChannelType() == "session" {
@@ -69,7 +64,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	// Requests must be read from now on: x/crypto's connection loop blocks
 	// once a channel's 16-slot request queue is full, which would stall every
 	// channel of the connection while the container starts.
-	queued := st.queueRequests(reqs)
+	queued := queueRequests(reqs)
 
 	l, t, linkDone, err := st.getLink(st.ctx, ch.Stderr())
 	if err != nil {
@@ -101,10 +96,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	st.proxy("session", ch, queued, ach, areqs, t, func(p *pipe, sess *sessions.Session) {
 		p.session = true
 		p.linkLost = linkDone
-		caps := &sessionLimits{} // limits.go
-		p.onRequest = func(req *gossh.Request) bool {
-			return observeRequest(st, sess, accept, req) && caps.allow(st, req)
-		}
+		p.onRequest = func(req *gossh.Request) bool { return observeRequest(st, sess, accept, req) }
 		p.onExit = func(kind string, payload []byte) {
 			switch kind {
 			case "exit-status":
@@ -180,19 +172,17 @@ func refuseAll(ch gossh.Channel, reqs <-chan *gossh.Request) {
 }
 
 // queueRequests moves requests off x/crypto's bounded queue at once and
-// hands them on in order, however long the consumer takes to start. The
-// backlog is bounded (requestBacklog, limits.go): past it, requests are
-// refused.
-func (st *connState) queueRequests(in <-chan *gossh.Request) <-chan *gossh.Request {
+// hands them on in order, however long the consumer takes to start.
+func queueRequests(in <-chan *gossh.Request) <-chan *gossh.Request {
 	out := make(chan *gossh.Request)
 	go func() {
 		defer close(out)
-		var q requestBacklog
-		for in != nil || q.len() > 0 {
+		var q []*gossh.Request
+		for in != nil || len(q) > 0 {
 			var send chan *gossh.Request
 			var head *gossh.Request
-			if q.len() > 0 {
-				send, head = out, q.head()
+			if len(q) > 0 {
+				send, head = out, q[0]
 			}
 			select {
 			case r, ok := <-in:
@@ -200,9 +190,9 @@ func (st *connState) queueRequests(in <-chan *gossh.Request) <-chan *gossh.Reque
 					in = nil
 					continue
 				}
-				q.push(st, r)
+				q = append(q, r)
 			case send <- head:
-				q.pop()
+				q = q[1:]
 			}
 		}
 	}()
@@ -265,24 +255,16 @@ func (s *Server) handleGlobalForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 	if st == nil || !st.isAuthenticated() || s.closing.Load() {
 		return false, nil
 	}
-	counted, ok := st.forwardRequest(req.Type) // limits.go: max_forwards
-	if !ok {
-		return false, nil
-	}
-	replied, granted := true, false
-	defer func() { counted(replied, granted) }()
 	l, _, _, err := st.getLink(st.ctx, io.Discard)
 	if err != nil {
 		return false, nil
 	}
-	granted, payload, err := l.SendRequest(req.Type, req.WantReply, req.Payload)
+	ok, payload, err := l.SendRequest(req.Type, req.WantReply, req.Payload)
 	if err != nil {
 		st.log.Warn("forward request to agent", "type", req.Type, "err", err)
-		granted = false
 		return false, nil
 	}
-	replied = req.WantReply
-	return granted, payload
+	return ok, payload
 }
 
 // rejectAs refuses nc the way the other side refused its twin, so the

@@ -172,6 +172,7 @@ wait:
 					continue
 				}
 				current.Store(next)
+				applyLimits(mgr, next, log)
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String())
@@ -197,4 +198,15 @@ wait:
 		runErr = nil
 	}
 	return runErr
+}
+
+// applyLimits puts a reloaded config's container limits in force on the
+// running containers (the engine's update call; nobody is disconnected). A
+// failure is logged: the containers keep their old limits.
+func applyLimits(mgr *container.Manager, cfg *config.Config, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := mgr.ApplyLimits(ctx, cfg); err != nil {
+		log.Error("config reload: container limits not all applied", "err", err)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 )
 
@@ -43,6 +44,17 @@ func removeWhere(t testing.TB, cl *client.Client, match ...filters.KeyValuePair)
 	for _, c := range cs {
 		if err := cl.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Errorf("cleanup: remove %s: %v", c.ID, err)
+		}
+	}
+	// The containers' own networks carry the same labels.
+	nws, err := cl.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(match...)})
+	if err != nil {
+		t.Errorf("cleanup: list networks: %v", err)
+		return
+	}
+	for _, n := range nws {
+		if err := cl.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("cleanup: remove network %s: %v", n.Name, err)
 		}
 	}
 }
@@ -87,8 +99,8 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
-// Main runs the tests, then fails the run if a container labelled with one
-// of this binary's UniqueNames is still there: every test must remove what
+// Main runs the tests, then fails the run if a container (or network)
+// labelled with one of this binary's UniqueNames is still there: every test must remove what
 // it created.
 func Main(m *testing.M) {
 	code := m.Run()
@@ -117,6 +129,14 @@ func leakedContainers() string {
 	for _, c := range cs {
 		if _, mine := issued.Load(c.Labels[TestLabel]); mine {
 			out = append(out, strings.Join(c.Names, ","))
+		}
+	}
+	nws, err := cl.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", TestLabel))})
+	if err == nil {
+		for _, n := range nws {
+			if _, mine := issued.Load(n.Labels[TestLabel]); mine {
+				out = append(out, "network "+n.Name)
+			}
 		}
 	}
 	return strings.Join(out, " ")

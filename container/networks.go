@@ -1,0 +1,213 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+
+	"github.com/sygaldry/sygaldry/config"
+)
+
+// iccOption switches inter-container traffic off on a bridge network: even a
+// container that an admin attaches to it by hand cannot reach ours.
+const iccOption = "com.docker.network.bridge.enable_icc"
+
+// hostInfo returns the engine host's size, asked once.
+func (m *Manager) hostInfo(ctx context.Context) (HostInfo, error) {
+	m.hostMu.Lock()
+	defer m.hostMu.Unlock()
+	if m.host.CPUs > 0 {
+		return m.host, nil
+	}
+	info, err := m.api.Info(ctx)
+	if err != nil {
+		return HostInfo{}, fmt.Errorf("engine info: %w", err)
+	}
+	m.host = HostInfo{CPUs: info.NCPU, Memory: info.MemTotal}
+	return m.host, nil
+}
+
+// networkLabels are the labels of a container's network: ours and the
+// extra ones (tests find their networks by them).
+func (m *Manager) networkLabels(spec Spec) map[string]string {
+	l := maps.Clone(m.opts.Labels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[LabelManaged] = "true"
+	l[LabelProject] = spec.Config.Labels[LabelProject]
+	l[LabelUser] = spec.Config.Labels[LabelUser]
+	return l
+}
+
+// ensureNetwork creates the container's own network unless it exists. A
+// network of that name without our labels is not ours: refused, like a
+// container of our name.
+func (m *Manager) ensureNetwork(ctx context.Context, log *slog.Logger, spec Spec) error {
+	if spec.Network == "" {
+		return nil
+	}
+	nw, err := m.api.NetworkInspect(ctx, spec.Network, network.InspectOptions{})
+	switch {
+	case err == nil:
+		if nw.Labels[LabelManaged] != "true" || nw.Labels[LabelProject] != spec.Config.Labels[LabelProject] || nw.Labels[LabelUser] != spec.Config.Labels[LabelUser] {
+			return userErr(ErrNotManaged, fmt.Errorf("network %s has labels %v", spec.Network, nw.Labels),
+				"a network named %s exists but was not made by sygaldry; the administrator has to remove or rename it", spec.Network)
+		}
+		if nw.Options[iccOption] != "false" || nw.Driver != "bridge" {
+			return userErr(ErrNotManaged, fmt.Errorf("network %s: driver %s, options %v", spec.Network, nw.Driver, nw.Options),
+				"network %s does not isolate its container; the administrator has to remove it (it is made again)", spec.Network)
+		}
+		return nil
+	case !cerrdefs.IsNotFound(err):
+		return fmt.Errorf("inspect network %s: %w", spec.Network, err)
+	}
+	_, err = m.api.NetworkCreate(ctx, spec.Network, network.CreateOptions{
+		Driver:  "bridge",
+		Options: map[string]string{iccOption: "false"},
+		Labels:  m.networkLabels(spec),
+	})
+	switch {
+	case err == nil:
+		log.Info("created network", "network", spec.Network)
+		return nil
+	case cerrdefs.IsConflict(err):
+		return nil // made meanwhile by another process (sygctl launch); checked at the next create
+	case strings.Contains(err.Error(), "non-overlapping") || strings.Contains(err.Error(), "address pool"):
+		return userErr(nil, fmt.Errorf("create network %s: %w", spec.Network, err),
+			"the Docker engine has no address range left for the network of %s; the administrator should give dockerd more (default-address-pools in daemon.json)", spec.Name)
+	}
+	return userErr(nil, fmt.Errorf("create network %s: %w", spec.Network, err),
+		"the network of %s could not be created; the administrator can find the details in the gateway log", spec.Name)
+}
+
+// removeNetwork removes the own network of (project, user) once its
+// container is gone; a network that is not ours, or still in use, stays.
+func (m *Manager) removeNetwork(ctx context.Context, name string) error {
+	nw, err := m.api.NetworkInspect(ctx, name, network.InspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspect network %s: %w", name, err)
+	}
+	if nw.Labels[LabelManaged] != "true" {
+		return nil
+	}
+	if err := m.api.NetworkRemove(ctx, nw.ID); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove network %s: %w", name, err)
+	}
+	return nil
+}
+
+// applyLimits brings a container's limits to the spec's, with the engine's
+// update call, when they differ.
+func (m *Manager) applyLimits(ctx context.Context, log *slog.Logger, id string, want Limits) error {
+	ci, err := m.api.ContainerInspect(ctx, id)
+	if err != nil {
+		return fmt.Errorf("inspect container %s: %w", id, err)
+	}
+	if ci.HostConfig == nil {
+		return fmt.Errorf("inspect container %s: no host config", id)
+	}
+	if want.matches(ci.HostConfig.Resources) {
+		return nil
+	}
+	resp, err := m.api.ContainerUpdate(ctx, id, want.update())
+	if err != nil {
+		return fmt.Errorf("update limits of container %s: %w", id, err)
+	}
+	for _, w := range resp.Warnings {
+		log.Warn("engine warning on update", "warning", w)
+	}
+	log.Info("updated container limits", "id", id, "nano_cpus", want.NanoCPUs, "memory", want.Memory, "pids", want.Pids)
+	return nil
+}
+
+// ApplyLimits puts the limits of cfg in force on every managed container of
+// a configured project, running or stopped, without recreating any (the
+// gateway calls it after a reload). A limit switched on or off waits for the
+// container's recreation (see isolation.go). Errors are joined; each
+// container is tried.
+func (m *Manager) ApplyLimits(ctx context.Context, cfg *config.Config) error {
+	if !m.begin() {
+		return ErrManagerClosed
+	}
+	defer m.wg.Done()
+	host, err := m.hostInfo(ctx)
+	if err != nil {
+		return err
+	}
+	f := filters.NewArgs()
+	for k, v := range m.opts.Labels {
+		f.Add("label", k+"="+v) // only this manager's containers (tests share an engine)
+	}
+	all, err := m.list(ctx, f)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range all {
+		p, ok := cfg.Project(c.project)
+		if !ok || c.name != ContainerName(c.project, c.user) {
+			continue
+		}
+		lim, err := LimitsFor(p.Settings, host)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("project %s: %w", p.Name, err))
+			continue
+		}
+		log := m.log.With("container", c.name, "project", c.project, "user", c.user)
+		if err := m.applyLimitsLocked(ctx, log, c.name, c.id, lim); err != nil {
+			log.Warn("apply limits", "err", err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// applyLimitsLocked updates under the container's lock, so it does not race
+// with an Ensure that recreates it.
+func (m *Manager) applyLimitsLocked(ctx context.Context, log *slog.Logger, name, id string, lim Limits) error {
+	unlock, err := m.locks.lock(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	err = m.applyLimits(ctx, log, id, lim)
+	if cerrdefs.IsNotFound(err) {
+		return nil // removed meanwhile
+	}
+	return err
+}
+
+// limitsOf reads back the limits a spec carries.
+func limitsOf(hc *container.HostConfig) Limits {
+	l := Limits{NanoCPUs: hc.NanoCPUs, Memory: hc.Memory}
+	if hc.PidsLimit != nil {
+		l.Pids = *hc.PidsLimit
+	}
+	return l
+}
+
+// ownNetwork is the name of container id's own network (isolated mode), or
+// "" when it has none or cannot be inspected.
+func (m *Manager) ownNetwork(ctx context.Context, id string) string {
+	ci, err := m.api.ContainerInspect(ctx, id)
+	if err != nil || ci.HostConfig == nil || ci.Config == nil {
+		return ""
+	}
+	name := string(ci.HostConfig.NetworkMode)
+	if ci.Config.Labels[LabelManaged] != "true" || name != ContainerName(ci.Config.Labels[LabelProject], ci.Config.Labels[LabelUser]) {
+		return ""
+	}
+	return name
+}
