@@ -117,9 +117,16 @@ type Server struct {
 
 	LoginGraceTime    Duration `toml:"login_grace_time"`    // unset: 60s to authenticate, like sshd's LoginGraceTime
 	MaxAuthTries      int      `toml:"max_auth_tries"`      // 0: 6, as sshd
-	MaxStartups       int      `toml:"max_startups"`        // 0: 64 unauthenticated connections at once
+	MaxStartups       Startups `toml:"max_startups"`        // unset: 64 handshakes at once, more wait; or sshd's "start:rate:full" (see Startups)
 	KeepaliveInterval Duration `toml:"keepalive_interval"`  // unset: 30s; "0": no server keepalives
 	KeepaliveCountMax int      `toml:"keepalive_count_max"` // 0: 3 unanswered keepalives close the connection
+
+	// Before login and per connection (issue 6; see Startups).
+	MaxStartupsQueue     int      `toml:"max_startups_queue"`      // 0: 512 connections may wait for a handshake slot
+	PerSourceMaxStartups int      `toml:"per_source_max_startups"` // 0: 10 handshakes at once per source address; more wait
+	KexTimeout           Duration `toml:"kex_timeout"`             // unset: 15s (at most login_grace_time) from a slot to the first auth request
+	MaxSessions          int      `toml:"max_sessions"`            // 0: 10 open sessions per connection, as sshd's MaxSessions
+	MaxForwards          int      `toml:"max_forwards"`            // 0: 100 open forwards (channels and -R listeners) per connection
 }
 
 // Docker locates the engine and the projects' host storage.
@@ -180,7 +187,6 @@ const (
 	DefaultShmSize        = "16g"
 	DefaultLoginGraceTime = 60 * time.Second
 	DefaultMaxAuthTries   = 6
-	DefaultMaxStartups    = 64
 	DefaultKeepalive      = 30 * time.Second
 	DefaultKeepaliveMax   = 3
 )
@@ -213,9 +219,7 @@ func (c *Config) fillDefaults() {
 	if s.MaxAuthTries == 0 {
 		s.MaxAuthTries = DefaultMaxAuthTries
 	}
-	if s.MaxStartups == 0 {
-		s.MaxStartups = DefaultMaxStartups
-	}
+	s.fillStartupDefaults()
 	if !s.KeepaliveInterval.Set {
 		s.KeepaliveInterval = Duration{DefaultKeepalive, true}
 	}

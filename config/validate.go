@@ -83,9 +83,10 @@ func (c *Config) validate() []validationError {
 			bad("server.accept_env", "server.accept_env: bad pattern %q", e)
 		}
 	}
-	if s.MaxAuthTries < 0 || s.MaxStartups < 0 || s.KeepaliveCountMax < 0 {
-		bad("server", "server: max_auth_tries, max_startups and keepalive_count_max must not be negative")
+	if s.MaxAuthTries < 0 || s.KeepaliveCountMax < 0 {
+		bad("server", "server: max_auth_tries and keepalive_count_max must not be negative")
 	}
+	errs = append(errs, validateStartups(s)...)
 
 	errs = append(errs, validateSettings("defaults", c.Defaults)...)
 

@@ -15,6 +15,7 @@ var (
 	ErrUlimit         = errors.New("ulimits not permitted")       // the engine may not set the rlimits (memlock)
 	ErrContainerExit  = errors.New("container exited")            // it stopped before its agent was ready
 	ErrAgentNotReady  = errors.New("agent not ready")             // the agent socket did not answer in time
+	ErrAgentUntrusted = errors.New("agent not verified")          // the agent socket or its peer failed verification
 	ErrAgentMissing   = errors.New("agent binary missing")        // no sygaldry-agent on the host
 	ErrNotManaged     = errors.New("container not managed")       // a container of our name lacks our labels
 	ErrManagerClosed  = errors.New("container manager closed")

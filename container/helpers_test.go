@@ -114,7 +114,7 @@ func run(t *testing.T, inst *Instance, cmd string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := link.Dial(ctx, inst.SocketPath)
+	cl, err := link.Dial(ctx, inst.SocketPath, inst.Peer)
 	if err != nil {
 		t.Fatalf("dial agent: %v", err)
 	}

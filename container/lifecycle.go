@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/pkg/stdcopy"
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sygaldry/sygaldry/config"
 	"github.com/sygaldry/sygaldry/link"
@@ -26,6 +27,7 @@ type found struct {
 	project, user, image  string
 	created               int64
 	linkDir               string // host source of /.sygaldry/run
+	agentKey              string // LabelAgentKey: the agent's pinned public key
 }
 
 func (f *found) running() bool { return f.state == "running" || f.state == "restarting" }
@@ -70,7 +72,7 @@ func (m *Manager) list(ctx context.Context, f filters.Args) ([]found, error) {
 		fd := found{
 			id: c.ID, state: string(c.State), hash: c.Labels[LabelSpec],
 			project: c.Labels[LabelProject], user: c.Labels[LabelUser],
-			image: c.Image, created: c.Created,
+			image: c.Image, created: c.Created, agentKey: c.Labels[LabelAgentKey],
 		}
 		if len(c.Names) > 0 {
 			fd.name = strings.TrimPrefix(c.Names[0], "/")
@@ -91,6 +93,13 @@ func (m *Manager) create(ctx context.Context, log *slog.Logger, p config.Resolve
 	if _, err := prepareHostDirs(spec); err != nil {
 		return "", userErr(nil, err, "the project storage for %s cannot be prepared; the administrator can find the details in the gateway log", p.Name)
 	}
+	// A new container, a new agent key: nothing a previous container of
+	// this name could read proves this one.
+	pub, err := writeAgentKey(spec.AgentKeyPath)
+	if err != nil {
+		return "", userErr(nil, err, "container %s could not be created; the administrator can find the details in the gateway log", spec.Name)
+	}
+	spec.Config.Labels[LabelAgentKey] = pub
 	if err := m.ensureNetwork(ctx, log, spec); err != nil {
 		return "", err
 	}
@@ -117,7 +126,7 @@ func (m *Manager) create(ctx context.Context, log *slog.Logger, p config.Resolve
 // startAndWait prepares the host directories (they may have been removed
 // since the container was made), hands them to the container user, starts
 // the container and waits for its agent.
-func (m *Manager) startAndWait(ctx context.Context, log *slog.Logger, p config.Resolved, spec Spec, id string, progress io.Writer) (*Instance, error) {
+func (m *Manager) startAndWait(ctx context.Context, log *slog.Logger, p config.Resolved, spec Spec, id, agentKey string, progress io.Writer) (*Instance, error) {
 	hd, err := prepareHostDirs(spec)
 	if err != nil {
 		return nil, userErr(nil, err, "the project storage for %s cannot be prepared; the administrator can find the details in the gateway log", p.Name)
@@ -132,6 +141,9 @@ func (m *Manager) startAndWait(ctx context.Context, log *slog.Logger, p config.R
 	}
 	if err := hd.own(uid, gid); err != nil {
 		return nil, userErr(nil, err, "the project storage for %s cannot be prepared; the administrator can find the details in the gateway log", p.Name)
+	}
+	if err := ownAgentKey(spec.AgentKeyPath, uid, gid); err != nil {
+		return nil, userErr(nil, err, "container %s could not be started; the administrator can find the details in the gateway log", spec.Name)
 	}
 	if err := removeStaleSocket(spec); err != nil {
 		return nil, err
@@ -148,7 +160,7 @@ func (m *Manager) startAndWait(ctx context.Context, log *slog.Logger, p config.R
 		return nil, userErr(nil, fmt.Errorf("start container %s: %w", spec.Name, err), "container %s could not be started; the administrator can find the details in the gateway log", spec.Name)
 	}
 	log.Info("started container", "id", id)
-	inst, err := m.waitReady(ctx, log, spec.Name, id, spec.SocketPath)
+	inst, err := m.waitReady(ctx, log, spec.Name, id, spec.SocketPath, agentKey)
 	if err == nil {
 		fmt.Fprintf(progress, "Container %s is ready.\n", spec.Name)
 	}
@@ -158,7 +170,7 @@ func (m *Manager) startAndWait(ctx context.Context, log *slog.Logger, p config.R
 // waitReady waits until the agent answers on its socket, bounded by
 // ReadyTimeout; a container that exits meanwhile ends the wait at once, with
 // the tail of its log in the error.
-func (m *Manager) waitReady(ctx context.Context, log *slog.Logger, name, id, socket string) (*Instance, error) {
+func (m *Manager) waitReady(ctx context.Context, log *slog.Logger, name, id, socket, agentKey string) (*Instance, error) {
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	tctx, tcancel := context.WithTimeoutCause(rctx, m.opts.ReadyTimeout, errReadyTimedOut)
@@ -178,12 +190,20 @@ func (m *Manager) waitReady(ctx context.Context, log *slog.Logger, name, id, soc
 		case <-tctx.Done():
 		}
 	}()
-	cl, err := link.WaitReady(tctx, socket)
+	peer, err := m.peer(tctx, id, name, agentKey)
+	var cl *gossh.Client
+	if err == nil {
+		cl, err = link.WaitReady(tctx, socket, peer)
+	}
 	tcancel()
 	wg.Wait()
 	if err == nil {
 		cl.Close()
-		return &Instance{ID: id, Name: name, LinkDir: filepath.Dir(socket), SocketPath: socket}, nil
+		return &Instance{ID: id, Name: name, LinkDir: filepath.Dir(socket), SocketPath: socket, Peer: peer}, nil
+	}
+	if errors.Is(err, link.ErrUntrusted) {
+		log.Error("agent socket failed verification; nothing was sent to it", "id", id, "socket", socket, "err", err)
+		return nil, userErr(ErrAgentUntrusted, err, "the agent of container %s could not be verified, so nothing was sent to it; the administrator can find the details in the gateway log", name)
 	}
 
 	if ctx.Err() != nil { // the caller gave up; not the container's fault

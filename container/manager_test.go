@@ -59,6 +59,7 @@ func TestEnsureCreatesAndReuses(t *testing.T) {
 		"/config":          proj + "/config",
 		AgentTarget:        r.opts.AgentPath,
 		LinkTarget:         inst.LinkDir,
+		AgentKeyTarget:     AgentKeyPath(r.opts.StateDir, name),
 	}
 	if !maps.Equal(mounts, want) {
 		t.Errorf("mounts = %v\nwant %v", mounts, want)

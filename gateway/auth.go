@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"time"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -78,36 +77,8 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 	return cfg
 }
 
-// acceptConn runs before the handshake: it enforces the cap on
-// unauthenticated connections (sshd's MaxStartups) and the login grace time,
-// and starts the goroutine that owns the connection's cleanup.
-func (s *Server) acceptConn(ctx ssh.Context, c net.Conn) net.Conn {
-	log := s.log().With("remote", c.RemoteAddr().String())
-	if s.closing.Load() {
-		return nil
-	}
-	if n := s.unauthed.Add(1); n > int64(s.conf().Server.MaxStartups) {
-		s.unauthed.Add(-1)
-		log.Warn("refusing connection: too many unauthenticated connections", "max_startups", s.conf().Server.MaxStartups)
-		return nil
-	}
-	s.Metrics.connAccepted()
-	st := newConnState(s, ctx, c)
-	ctx.SetValue(connStateKey{}, st)
-	grace := s.conf().Server.LoginGraceTime.D
-	st.grace = time.AfterFunc(grace, func() {
-		if !st.isAuthenticated() {
-			log.Info("closing connection: not authenticated within login grace time", "grace", grace)
-			c.Close()
-		}
-	})
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		st.run()
-	}()
-	return c
-}
+// acceptConn (the handshake slots, kex_timeout, login_grace_time) is in
+// prelogin.go.
 
 type connStateKey struct{}
 

@@ -29,6 +29,11 @@ func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.N
 		nc.Reject(gossh.ResourceShortage, "gateway is shutting down")
 		return
 	}
+	release, ok := st.openChannel(nc) // limits.go: max_sessions, max_forwards
+	if !ok {
+		return
+	}
+	defer release()
 	st.chans.Add(1)
 	defer st.chans.Done()
 	if nc.ChannelType() == "session" {
@@ -64,7 +69,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	// Requests must be read from now on: x/crypto's connection loop blocks
 	// once a channel's 16-slot request queue is full, which would stall every
 	// channel of the connection while the container starts.
-	queued := queueRequests(reqs)
+	queued := st.queueRequests(reqs)
 
 	l, t, linkDone, err := st.getLink(st.ctx, ch.Stderr())
 	if err != nil {
@@ -96,7 +101,10 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	st.proxy("session", ch, queued, ach, areqs, t, func(p *pipe, sess *sessions.Session) {
 		p.session = true
 		p.linkLost = linkDone
-		p.onRequest = func(req *gossh.Request) bool { return observeRequest(st, sess, accept, req) }
+		caps := &sessionLimits{} // limits.go
+		p.onRequest = func(req *gossh.Request) bool {
+			return observeRequest(st, sess, accept, req) && caps.allow(st, req)
+		}
 		p.onExit = func(kind string, payload []byte) {
 			switch kind {
 			case "exit-status":
@@ -172,17 +180,19 @@ func refuseAll(ch gossh.Channel, reqs <-chan *gossh.Request) {
 }
 
 // queueRequests moves requests off x/crypto's bounded queue at once and
-// hands them on in order, however long the consumer takes to start.
-func queueRequests(in <-chan *gossh.Request) <-chan *gossh.Request {
+// hands them on in order, however long the consumer takes to start. The
+// backlog is bounded (requestBacklog, limits.go): past it, requests are
+// refused.
+func (st *connState) queueRequests(in <-chan *gossh.Request) <-chan *gossh.Request {
 	out := make(chan *gossh.Request)
 	go func() {
 		defer close(out)
-		var q []*gossh.Request
-		for in != nil || len(q) > 0 {
+		var q requestBacklog
+		for in != nil || q.len() > 0 {
 			var send chan *gossh.Request
 			var head *gossh.Request
-			if len(q) > 0 {
-				send, head = out, q[0]
+			if q.len() > 0 {
+				send, head = out, q.head()
 			}
 			select {
 			case r, ok := <-in:
@@ -190,9 +200,9 @@ func queueRequests(in <-chan *gossh.Request) <-chan *gossh.Request {
 					in = nil
 					continue
 				}
-				q = append(q, r)
+				q.push(st, r)
 			case send <- head:
-				q = q[1:]
+				q.pop()
 			}
 		}
 	}()
@@ -255,16 +265,24 @@ func (s *Server) handleGlobalForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 	if st == nil || !st.isAuthenticated() || s.closing.Load() {
 		return false, nil
 	}
+	counted, ok := st.forwardRequest(req.Type) // limits.go: max_forwards
+	if !ok {
+		return false, nil
+	}
+	replied, granted := true, false
+	defer func() { counted(replied, granted) }()
 	l, _, _, err := st.getLink(st.ctx, io.Discard)
 	if err != nil {
 		return false, nil
 	}
-	ok, payload, err := l.SendRequest(req.Type, req.WantReply, req.Payload)
+	granted, payload, err := l.SendRequest(req.Type, req.WantReply, req.Payload)
 	if err != nil {
 		st.log.Warn("forward request to agent", "type", req.Type, "err", err)
+		granted = false
 		return false, nil
 	}
-	return ok, payload
+	replied = req.WantReply
+	return granted, payload
 }
 
 // rejectAs refuses nc the way the other side refused its twin, so the

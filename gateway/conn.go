@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -30,6 +31,11 @@ type connState struct {
 	grace  *time.Timer
 	authed atomic.Bool
 
+	// startup is the handshake slot until authentication (prelogin.go);
+	// limits, what the connection holds open (limits.go).
+	startup startupHold
+	limits  connLimits
+
 	mu       sync.Mutex
 	linking  chan struct{} // non-nil while a link is being made
 	link     *gossh.Client
@@ -54,7 +60,7 @@ func newConnState(s *Server, ctx ssh.Context, c net.Conn) *connState {
 func (st *connState) authenticated() {
 	if st.authed.CompareAndSwap(false, true) {
 		st.grace.Stop()
-		st.s.unauthed.Add(-1)
+		st.startup.release(st.s)
 		st.s.Metrics.authDelta(1)
 	}
 }
@@ -82,7 +88,7 @@ func (st *connState) run() {
 	<-st.ctx.Done()
 	if !st.authed.Load() {
 		st.grace.Stop()
-		st.s.unauthed.Add(-1)
+		st.startup.release(st.s)
 		return
 	}
 	st.s.Metrics.authDelta(-1)
@@ -222,7 +228,14 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 	st.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	l, err := link.WaitReady(dctx, t.SocketPath)
+	l, err := link.WaitReady(dctx, t.SocketPath, t.Peer)
+	if errors.Is(err, link.ErrUntrusted) {
+		// Somebody tampered with the container's link directory (a symlink
+		// to another container's agent, a socket of another process): the
+		// admin gets the details, the user one line, the socket nothing.
+		st.log.Error("agent socket failed verification; nothing was sent to it", "user", user, "project", project, "container", t.Name, "err", err)
+		return nil, Target{}, errorf("the agent of your %s container could not be verified, so nothing was sent to it; the administrator can find the details in the gateway log", project)
+	}
 	if err != nil {
 		st.log.Error("link to agent", "container", t.Name, "err", err)
 		return nil, Target{}, errorf("the %s container does not answer; try again, or ask an admin to check `sygctl containers`", project)

@@ -19,7 +19,7 @@ func (c managerContainers) Ensure(ctx context.Context, p config.Resolved, user s
 	if err != nil {
 		return Target{}, UserError(container.UserMessage(err), err)
 	}
-	return Target{Name: inst.Name, SocketPath: inst.SocketPath}, nil
+	return Target{Name: inst.Name, SocketPath: inst.SocketPath, Peer: inst.Peer}, nil
 }
 
 func (c managerContainers) Acquire(name string) { c.m.Acquire(name) }

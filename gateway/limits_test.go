@@ -35,6 +35,13 @@ func (noContainers) Release(string) {}
 // bareGateway serves cfgExtra's [server] settings with the given containers.
 func bareGateway(t *testing.T, serverTOML string, cs gateway.Containers) (addr string, alice sshtest.Key, cfg *config.Config) {
 	t.Helper()
+	addr, alice, cfg, _ = bareGatewayLog(t, serverTOML, cs, testenv.LogWriter(t))
+	return addr, alice, cfg
+}
+
+// bareGatewayLog is bareGateway with its log written to logw.
+func bareGatewayLog(t *testing.T, serverTOML string, cs gateway.Containers, logw io.Writer) (addr string, alice sshtest.Key, cfg *config.Config, gw *gateway.Server) {
+	t.Helper()
 	dir := testenv.ShortTempDir(t)
 	alice = sshtest.NewKey(t, dir, "alice")
 	cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf(`
@@ -49,14 +56,30 @@ keys = [%q]
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := &gateway.Server{Config: cfg, Containers: cs, Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), nil))}
+	gw = &gateway.Server{Config: cfg, Containers: cs, Logger: slog.New(slog.NewTextHandler(logw, nil))}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go gw.Serve(l)
 	t.Cleanup(func() { gw.Close() })
-	return l.Addr().String(), alice, cfg
+	return l.Addr().String(), alice, cfg, gw
+}
+
+// waitStartups waits until gw has active connections in the handshake and
+// waiting ones in the queue: connections are admitted on their own
+// goroutines, in no set order.
+func waitStartups(t *testing.T, gw *gateway.Server, active, waiting int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		a, w := gateway.StartupCounts(gw)
+		if a == active && w == waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d in the handshake and %d waiting, want %d and %d", a, w, active, waiting)
+		}
+	}
 }
 
 // closedWithin reports whether the server closes c within d.
@@ -84,34 +107,69 @@ func TestLoginGraceTime(t *testing.T) {
 	}
 }
 
-func TestMaxStartups(t *testing.T) {
-	addr, alice, _ := bareGateway(t, "max_startups = 2", noContainers{})
-	var held []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", addr)
+// hasBanner reports whether the server sent its version line on c within d:
+// the connection has a handshake slot.
+func hasBanner(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	defer c.SetReadDeadline(time.Time{})
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "SSH-2.0-")
+}
+
+// silent opens n TCP connections from the local address src that never
+// say anything.
+func silent(t *testing.T, src, addr string, n int) []net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	var cs []net.Conn
+	for range n {
+		c, err := d.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		// The server's version line proves it admitted the connection.
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
-			t.Fatalf("no banner: %q %v", line, err)
+		t.Cleanup(func() { c.Close() })
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// With max_startups = 2 and a queue of 3, two connections are in the
+// handshake, three wait (no banner), the sixth is refused; a freed slot goes
+// to a waiter, and logins work again once the silent ones are gone.
+func TestMaxStartups(t *testing.T) {
+	addr, alice, _, gw := bareGatewayLog(t, "max_startups = 2\nmax_startups_queue = 3\nper_source_max_startups = 5", noContainers{}, testenv.LogWriter(t))
+	held := silent(t, "127.0.0.1", addr, 2)
+	for i, c := range held {
+		if !hasBanner(c, 10*time.Second) {
+			t.Fatalf("connection %d got no slot", i)
 		}
-		held = append(held, c)
 	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	waiting := silent(t, "127.0.0.1", addr, 3)
+	waitStartups(t, gw, 2, 3)
+	for i, c := range waiting {
+		if hasBanner(c, 300*time.Millisecond) {
+			t.Fatalf("waiting connection %d got a slot past max_startups = 2", i)
+		}
 	}
-	defer c.Close()
-	if !closedWithin(c, 3*time.Second) {
-		t.Fatal("a third unauthenticated connection was accepted with max_startups = 2")
+	over := silent(t, "127.0.0.1", addr, 1)[0]
+	if !closedWithin(over, 3*time.Second) {
+		t.Fatal("a connection past max_startups_queue was kept")
 	}
-	// Once the pre-auth connections go, logins work again.
-	for _, h := range held {
-		h.Close()
+	held[0].Close()
+	waitStartups(t, gw, 2, 2)
+	got := 0
+	for _, c := range waiting {
+		if hasBanner(c, 300*time.Millisecond) {
+			got++
+		}
 	}
+	if got != 1 {
+		t.Fatalf("%d waiters got the one freed slot", got)
+	}
+	for _, c := range append(held, waiting...) {
+		c.Close()
+	}
+	var err error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		var cl *gossh.Client
 		if cl, err = dialGo(addr, "zephyr", alice.Signer); err == nil {
@@ -122,6 +180,141 @@ func TestMaxStartups(t *testing.T) {
 	if err != nil {
 		t.Fatalf("login after the slots freed: %v", err)
 	}
+}
+
+// sshd's "start:rate:full": with rate 100, every connection from start on
+// is refused at once (random early drop), none waits.
+func TestMaxStartupsEarlyDrop(t *testing.T) {
+	addr, _, _, gw := bareGatewayLog(t, `max_startups = "2:100:5"`, noContainers{}, testenv.LogWriter(t))
+	for i, c := range silent(t, "127.0.0.1", addr, 2) {
+		if !hasBanner(c, 10*time.Second) {
+			t.Fatalf("connection %d below start got no slot", i)
+		}
+	}
+	waitStartups(t, gw, 2, 0)
+	if c := silent(t, "127.0.0.1", addr, 1)[0]; !closedWithin(c, 3*time.Second) {
+		t.Fatal("a connection at start with rate 100% was not dropped")
+	}
+}
+
+// A flood of silent connections from one address takes its source's share
+// of slots and waits for the rest; an OpenSSH login from another address
+// gets a slot at once and logs in.
+func TestSilentFloodDoesNotLockOutOthers(t *testing.T) {
+	sshtest.Require(t, "ssh")
+	addr, alice, cfg := bareGateway(t, "", noContainers{err: gateway.UserError("no containers in this test", nil)})
+	flood := silent(t, "127.0.0.1", addr, 80) // more than the 64 slots
+	banners := make(chan bool, len(flood))
+	for _, c := range flood {
+		go func() { banners <- hasBanner(c, time.Second) }()
+	}
+	served := 0
+	for range flood {
+		if <-banners {
+			served++
+		}
+	}
+	if served != cfg.Server.PerSourceMaxStartups {
+		t.Fatalf("%d of the flood's connections got a slot, want per_source_max_startups = %d", served, cfg.Server.PerSourceMaxStartups)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	c := sshtest.Client{Host: host, Port: port, Login: "zephyr", Key: alice, Extra: []string{"-b", "127.0.0.2"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	r := sshtest.Run(t, c.SSH(ctx, "true"), nil)
+	// The session fails (no containers here) after a successful login.
+	if !strings.Contains(r.Stderr, "sygaldry: no containers in this test") {
+		t.Fatalf("login from 127.0.0.2 during the flood: %v", r)
+	}
+	t.Logf("login from 127.0.0.2 during a flood of 80 silent connections from 127.0.0.1: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// A silent connection in a slot is closed after kex_timeout, long before
+// login_grace_time; a login that has begun authenticating is not.
+func TestKexTimeout(t *testing.T) {
+	addr, alice, _ := bareGateway(t, "login_grace_time = \"60s\"\nkex_timeout = \"1s\"", noContainers{})
+	c := silent(t, "127.0.0.1", addr, 1)[0]
+	if !hasBanner(c, 10*time.Second) {
+		t.Fatal("no banner")
+	}
+	start := time.Now()
+	if !closedWithin(c, 10*time.Second) {
+		t.Fatal("a silent connection outlived kex_timeout")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("closed after %v, want about kex_timeout (1s)", d)
+	}
+	cl, err := dialGo(addr, "zephyr", alice.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	time.Sleep(2 * time.Second) // past kex_timeout
+	if _, _, err := cl.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+		t.Fatalf("an authenticated connection was closed by kex_timeout: %v", err)
+	}
+}
+
+// 200 simultaneous logins from one address all get in with the default
+// settings: past the slots they wait instead of being refused.
+func TestLoginBurstWaits(t *testing.T) {
+	addr, alice, _ := bareGateway(t, "", noContainers{})
+	const n = 200
+	errs := make(chan error, n)
+	start := time.Now()
+	for range n {
+		go func() {
+			c, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
+				User: "zephyr", Auth: []gossh.AuthMethod{gossh.PublicKeys(alice.Signer)},
+				HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second,
+			})
+			if err == nil {
+				c.Close()
+			}
+			errs <- err
+		}()
+	}
+	failed := 0
+	for range n {
+		if err := <-errs; err != nil {
+			if failed == 0 {
+				t.Errorf("login: %v", err)
+			}
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d simultaneous logins failed", failed, n)
+	}
+	t.Logf("%d simultaneous logins from 127.0.0.1: all in after %v", n, time.Since(start).Round(time.Millisecond))
+}
+
+// Refusals of unauthenticated connections are logged at a bounded rate,
+// with a count of the lines left out.
+func TestPreLoginLogIsRateLimited(t *testing.T) {
+	var logs testenv.SyncBuffer
+	addr, _, _, gw := bareGatewayLog(t, "max_startups = 1\nmax_startups_queue = 1", noContainers{}, &logs)
+	silent(t, "127.0.0.1", addr, 2) // one in the handshake, one waiting
+	waitStartups(t, gw, 1, 1)
+	for _, c := range silent(t, "127.0.0.1", addr, 120) {
+		if !closedWithin(c, 5*time.Second) {
+			t.Fatal("a connection past the queue was kept")
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "suppressed=") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	out := logs.String()
+	refused := strings.Count(out, "refusing connection")
+	if refused >= 120 || refused == 0 {
+		t.Fatalf("%d refusal lines for 120 refused connections", refused)
+	}
+	if !strings.Contains(out, "suppressed=") {
+		t.Fatalf("no line counts the suppressed ones:\n%s", out)
+	}
+	t.Logf("%d of 120 refusal lines logged", refused)
 }
 
 func dialGo(addr, user string, signers ...gossh.Signer) (*gossh.Client, error) {

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"io"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -152,16 +153,22 @@ func TestPipeExitStatusAfterAllOutput(t *testing.T) {
 	}
 }
 
-// A window-change storm before the command must not stall the connection:
-// requests are taken off x/crypto's bounded queue at once.
+// A request storm before the command must not stall the connection:
+// requests are taken off x/crypto's bounded queue at once, in order, and
+// the backlog stays bounded (limits.go): a window-change storm collapses to
+// its last size, other requests stop at maxQueuedRequests.
 func TestQueueRequestsNeverBlocksProducer(t *testing.T) {
+	st := &connState{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	in := make(chan *gossh.Request)
-	out := queueRequests(in)
+	out := st.queueRequests(in)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for i := range 1000 {
-			in <- &gossh.Request{Type: "window-change", Payload: []byte{byte(i)}}
+			in <- &gossh.Request{Type: "window-change", Payload: []byte{byte(i >> 8), byte(i)}}
+		}
+		for i := range 1000 {
+			in <- &gossh.Request{Type: "env", Payload: []byte{byte(i >> 8), byte(i)}}
 		}
 		close(in)
 	}()
@@ -170,15 +177,20 @@ func TestQueueRequestsNeverBlocksProducer(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("producer blocked while nobody consumed")
 	}
-	i := 0
+	var got []*gossh.Request
 	for r := range out {
-		if r.Payload[0] != byte(i) {
-			t.Fatalf("request %d out of order", i)
-		}
-		i++
+		got = append(got, r)
 	}
-	if i != 1000 {
-		t.Fatalf("got %d requests, want 1000", i)
+	if len(got) != 1+maxQueuedRequests-1 {
+		t.Fatalf("got %d requests, want 1 window-change and %d env", len(got), maxQueuedRequests-1)
+	}
+	if got[0].Type != "window-change" || got[0].Payload[0] != 999>>8 || got[0].Payload[1] != 999&0xff {
+		t.Errorf("first request %s %v, want the last window-change", got[0].Type, got[0].Payload)
+	}
+	for i, r := range got[1:] {
+		if r.Type != "env" || int(r.Payload[0])<<8|int(r.Payload[1]) != i {
+			t.Fatalf("request %d: %s %v out of order", i, r.Type, r.Payload)
+		}
 	}
 }
 

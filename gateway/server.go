@@ -26,6 +26,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/link"
 	"github.com/sygaldry/sygaldry/sessions"
 )
 
@@ -40,10 +41,12 @@ type Containers interface {
 	Release(name string)
 }
 
-// Target is a running container and the host path of its agent socket.
+// Target is a running container, the host path of its agent socket, and
+// what proves that the process answering there is that container's agent.
 type Target struct {
 	Name       string
 	SocketPath string
+	Peer       link.Peer
 }
 
 // Server is the SSH gateway. Fill the fields, then call Serve.
@@ -58,14 +61,16 @@ type Server struct {
 	// Config.Server.StateDir by Serve.
 	HostSigners []gossh.Signer
 
-	once     sync.Once
-	cur      atomic.Pointer[config.Config] // the config in force (Reload swaps it)
-	srv      *ssh.Server
-	initErr  error
-	closing  atomic.Bool
-	unauthed atomic.Int64 // connections that have not authenticated yet
-	connSeq  atomic.Uint64
-	wg       sync.WaitGroup // per-connection goroutines we own
+	once    sync.Once
+	cur     atomic.Pointer[config.Config] // the config in force (Reload swaps it)
+	srv     *ssh.Server
+	initErr error
+	closing atomic.Bool
+	connSeq atomic.Uint64
+	wg      sync.WaitGroup // per-connection goroutines we own
+
+	startups  startupGate // handshake slots and their queue (prelogin.go)
+	prelogger preLogState // rate-limited log of unauthenticated clients (prelog.go)
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -114,8 +119,9 @@ func (s *Server) newSSHServer() *ssh.Server {
 		ServerConfigCallback: func(ctx ssh.Context) *gossh.ServerConfig {
 			return s.serverConfig(ctx)
 		},
+		BannerHandler: s.authBegun, // the key exchange is over (prelogin.go)
 		ConnectionFailedCallback: func(c net.Conn, err error) {
-			s.log().Debug("handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			s.prelog().Debug("handshake failed", "remote", c.RemoteAddr().String(), "err", err)
 		},
 		ChannelHandlers: map[string]ssh.ChannelHandler{
 			"session":                        s.handleChannel,
@@ -184,6 +190,7 @@ func (s *Server) Serve(l net.Listener) error {
 // or ctx to expire; then it closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
+	s.startups.close()
 	if err := s.init(); err != nil {
 		return err
 	}
@@ -204,6 +211,7 @@ var errShuttingDown = &userError{msg: "the gateway is restarting; your container
 // Close closes the listeners and every connection at once.
 func (s *Server) Close() error {
 	s.closing.Store(true)
+	s.startups.close()
 	if err := s.init(); err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ func TestWaitReadyTimesOutWithoutAgent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := link.WaitReady(ctx, sock)
+	_, err := link.WaitReady(ctx, sock, selfPeer(t, nil))
 	if !errors.Is(err, link.ErrNotReady) {
 		t.Fatalf("err = %v, want ErrNotReady", err)
 	}
@@ -55,7 +55,7 @@ func TestDialBoundedByContext(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	if _, err := link.Dial(ctx, sock); err == nil {
+	if _, err := link.Dial(ctx, sock, selfPeer(t, nil)); err == nil {
 		t.Fatal("handshake with a silent peer succeeded")
 	}
 }
@@ -63,7 +63,8 @@ func TestDialBoundedByContext(t *testing.T) {
 // An agent that starts late is found as soon as its socket answers.
 func TestWaitReadyFindsLateAgent(t *testing.T) {
 	sock := filepath.Join(shortDir(t), link.SocketName)
-	srv := &agent.Server{}
+	signer := newKey(t)
+	srv := &agent.Server{HostKey: signer}
 	t.Cleanup(func() { srv.Close() })
 	go func() {
 		time.Sleep(200 * time.Millisecond)
@@ -76,7 +77,7 @@ func TestWaitReadyFindsLateAgent(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := link.WaitReady(ctx, sock)
+	c, err := link.WaitReady(ctx, sock, selfPeer(t, signer.PublicKey()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 // Command sygaldry-agent is the SSH server inside every Sygaldry container
 // (package agent). It is the container's entrypoint:
 //
-//	sygaldry-agent serve --listen /.sygaldry/run/agent.sock
+//	sygaldry-agent serve --listen /.sygaldry/run/agent.sock --host-key /.sygaldry/agent_key
 //
 // As PID 1 it first becomes init (reaps zombies, forwards SIGTERM/SIGINT)
 // and re-executes itself to serve.
@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
+
 	"github.com/sygaldry/sygaldry/agent"
 )
 
@@ -27,7 +29,7 @@ import (
 var version = "dev"
 
 const usage = `usage:
-  sygaldry-agent serve [--listen PATH] [--log-level LEVEL] [--shutdown-timeout DURATION]
+  sygaldry-agent serve [--listen PATH] [--host-key FILE] [--log-level LEVEL] [--shutdown-timeout DURATION]
   sygaldry-agent version
 `
 
@@ -59,6 +61,7 @@ func serve(argv []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "/.sygaldry/run/agent.sock", "unix socket the gateway connects to (created 0600)")
+	hostKey := fs.String("host-key", "", "private key that proves this agent to the gateway (the gateway pins its public half); empty: an ephemeral key")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	grace := fs.Duration("shutdown-timeout", 5*time.Second, "on SIGTERM, how long sessions may take to end before they are killed")
 	if err := fs.Parse(argv[2:]); err != nil {
@@ -76,12 +79,26 @@ func serve(argv []string, stderr io.Writer) int {
 		return agent.RunInit(argv, log)
 	}
 
+	var signer gossh.Signer
+	if *hostKey != "" {
+		// Read before listening: an agent that cannot prove itself must not
+		// accept the gateway's connections.
+		pem, err := os.ReadFile(*hostKey)
+		if err == nil {
+			signer, err = gossh.ParsePrivateKey(pem)
+		}
+		if err != nil {
+			log.Error("agent cannot load its host key", "path", *hostKey, "err", err)
+			return 1
+		}
+	}
+
 	ln, err := agent.ListenUnix(*listen)
 	if err != nil {
 		log.Error("agent cannot listen", "err", err)
 		return 1
 	}
-	srv := &agent.Server{Logger: log}
+	srv := &agent.Server{Logger: log, HostKey: signer}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	errc := make(chan error, 1)

@@ -95,7 +95,7 @@ func runLaunch(args []string, s stdio) int {
 		}
 		return fail(err)
 	}
-	code, err := runSession(inst.SocketPath, ls.args, s)
+	code, err := runSession(inst.SocketPath, inst.Peer, ls.args, s)
 	if err != nil {
 		fmt.Fprintf(s.err, "sygctl launch: the session in container %s failed (-v shows why)\n", inst.Name)
 		if ls.verbose {

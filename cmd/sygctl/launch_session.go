@@ -18,13 +18,13 @@ import (
 )
 
 // runSession runs args (or a login shell when empty) through the agent at
-// socket and returns the remote exit code: exit-status, or 128+N for
+// socket, once it proved to be peer, and returns the remote exit code: exit-status, or 128+N for
 // exit-signal as OpenSSH's client reports it. With a terminal on stdin the
 // session gets a pty of the terminal's size, stdin goes raw and window
 // changes follow; otherwise stdin, stdout and stderr are plain pipes.
-func runSession(socket string, args []string, s stdio) (int, error) {
+func runSession(socket string, peer link.Peer, args []string, s stdio) (int, error) {
 	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	cl, err := link.Dial(dctx, socket)
+	cl, err := link.Dial(dctx, socket, peer)
 	cancel()
 	if err != nil {
 		return 0, err

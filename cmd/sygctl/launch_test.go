@@ -174,12 +174,19 @@ func TestLaunchSameContainerAsGateway(t *testing.T) {
 	want, err := container.BuildSpec(container.SpecInput{
 		Project: p, User: "tester", StorageRoot: r.root,
 		LinkDir: container.LinkDir(r.state, name), AgentPath: agent,
-		ImageID: ii.ID, DisableGPUs: true, Labels: labels,
+		AgentKey: container.AgentKeyPath(r.state, name),
+		ImageID:  ii.ID, DisableGPUs: true, Labels: labels,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !maps.Equal(ci.Config.Labels, want.Config.Labels) {
+	// The agent key label is the container's own (made at create).
+	if !strings.HasPrefix(ci.Config.Labels[container.LabelAgentKey], "ssh-ed25519 ") {
+		t.Errorf("agent key label = %q", ci.Config.Labels[container.LabelAgentKey])
+	}
+	gotLabels := maps.Clone(ci.Config.Labels)
+	delete(gotLabels, container.LabelAgentKey)
+	if !maps.Equal(gotLabels, want.Config.Labels) {
 		t.Errorf("labels = %v\nwant %v", ci.Config.Labels, want.Config.Labels)
 	}
 	if !reflect.DeepEqual(ci.HostConfig.Mounts, want.HostConfig.Mounts) {
