@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/link"
 )
 
 // Options configure a Manager. The zero value works: NewManager fills the
@@ -85,6 +86,9 @@ type Instance struct {
 	Name       string // sygaldry-<project>-<user>
 	LinkDir    string // host directory mounted at /.sygaldry/run
 	SocketPath string // host path of the agent socket, for link.Dial
+	// Peer proves the container's agent to link.Dial: its pid namespace,
+	// cgroup and pinned host key.
+	Peer link.Peer
 }
 
 // Manager drives the lifecycle of the managed containers. It is safe for
@@ -231,6 +235,7 @@ func (m *Manager) spec(ctx context.Context, p config.Resolved, user, imageID str
 		StorageRoot: m.opts.StorageRoot,
 		LinkDir:     LinkDir(m.opts.StateDir, name),
 		AgentPath:   m.opts.AgentPath,
+		AgentKey:    AgentKeyPath(m.opts.StateDir, name),
 		ImageID:     imageID,
 		DisableGPUs: m.opts.DisableGPUs,
 		Ulimits:     m.opts.Ulimits,
@@ -281,6 +286,16 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 			cur = nil
 		}
 	}
+	if cur != nil && !cur.running() && !agentKeyMatches(spec.AgentKeyPath, cur.agentKey) {
+		// Stopped, so nobody is inside: a container whose agent key is
+		// missing (made before keys were pinned, or the state dir was
+		// wiped) is made anew rather than started unprovable.
+		log.Info("container has no usable agent key; recreating", "id", cur.id)
+		if err := m.remove(ctx, cur.id); err != nil {
+			return nil, err
+		}
+		cur = nil
+	}
 	if cur != nil && cur.state == "dead" {
 		log.Warn("container is dead; recreating", "id", cur.id)
 		if err := m.remove(ctx, cur.id); err != nil {
@@ -294,7 +309,7 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 		if err != nil {
 			return nil, err
 		}
-		return m.startAndWait(ctx, log, p, spec, id, progress)
+		return m.startAndWait(ctx, log, p, spec, id, spec.Config.Labels[LabelAgentKey], progress)
 	}
 	// Kept: its limits follow the configuration without a recreation.
 	if err := m.applyLimits(ctx, log, cur.id, limitsOf(spec.HostConfig)); err != nil {
@@ -304,12 +319,12 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 	case "running", "restarting":
 		// Kept or current: its link dir is the one it was made with.
 		spec.LinkDir, spec.SocketPath = cur.linkDir, cur.socketPath()
-		return m.waitReady(ctx, log, spec.Name, cur.id, spec.SocketPath)
+		return m.waitReady(ctx, log, spec.Name, cur.id, spec.SocketPath, cur.agentKey)
 	case "created", "exited":
 		if err := m.ensureNetwork(ctx, log, spec); err != nil {
 			return nil, err
 		}
-		return m.startAndWait(ctx, log, p, spec, cur.id, progress)
+		return m.startAndWait(ctx, log, p, spec, cur.id, cur.agentKey, progress)
 	default:
 		return nil, userErr(nil, fmt.Errorf("state %q", cur.state), "container %s is %s; the administrator has to look at it", spec.Name, cur.state)
 	}

@@ -33,16 +33,23 @@ const (
 	LabelProject = "sygaldry.project"
 	LabelUser    = "sygaldry.user"
 	LabelSpec    = "sygaldry.spec"
+	// LabelAgentKey holds the public half of the container's agent host key
+	// (authorized_keys format), so a restarted gateway still knows which key
+	// proves the container's agent. Set at create; not part of the hash.
+	LabelAgentKey = "sygaldry.agent-key"
 )
 
 // Paths inside the container (the agent's contract).
 const (
-	AgentTarget   = "/.sygaldry/bin/sygaldry-agent"
-	LinkTarget    = "/.sygaldry/run"
-	reservedRoot  = "/.sygaldry"
-	agentListen   = LinkTarget + "/" + link.SocketName
-	stackLimit    = 64 << 20 // bytes; CUDA/NCCL want a large stack
-	maxSocketPath = 107      // sun_path is 108 bytes including the NUL
+	AgentTarget  = "/.sygaldry/bin/sygaldry-agent"
+	LinkTarget   = "/.sygaldry/run"
+	reservedRoot = "/.sygaldry"
+	agentListen  = LinkTarget + "/" + link.SocketName
+	// AgentKeyTarget is the agent's private host key, a read-only bind of a
+	// file in a root-only host directory that no other container mounts.
+	AgentKeyTarget = reservedRoot + "/agent_key"
+	stackLimit     = 64 << 20 // bytes; CUDA/NCCL want a large stack
+	maxSocketPath  = 107      // sun_path is 108 bytes including the NUL
 )
 
 // StorageDirs are the per-project host directories under storage_root and
@@ -65,6 +72,7 @@ type SpecInput struct {
 	StorageRoot string              // host root of the projects' storage; empty: config.DefaultStorageRoot
 	LinkDir     string              // host directory mounted at /.sygaldry/run (absolute, required)
 	AgentPath   string              // host path of the sygaldry-agent binary (absolute, required)
+	AgentKey    string              // host path of the agent's private host key (absolute, required; see AgentKeyPath)
 	ImageID     string              // the image's ID ("sha256:..."), so a rebuilt image changes the hash
 	DisableGPUs bool                // true: no GPUs whatever the project says (SYGALDRY_GPU=false)
 	Ulimits     []*container.Ulimit // nil: DefaultUlimits() (without memlock when no GPU is attached)
@@ -82,6 +90,7 @@ type Spec struct {
 	LinkDir       string
 	SocketPath    string // host path of the agent's socket
 	Network       string // the container's own network, created before it; "" for none (isolation.go)
+	AgentKeyPath  string // host path of the agent's private host key
 	Config        *container.Config
 	HostConfig    *container.HostConfig
 }
@@ -95,6 +104,13 @@ func ContainerName(project, user string) string {
 // LinkDir is the host directory holding the agent socket of container name.
 func LinkDir(stateDir, name string) string {
 	return filepath.Join(stateDir, "run", name)
+}
+
+// AgentKeyPath is the host file holding the private host key of container
+// name's agent. Its directory is root's only; the file itself is bind-mounted
+// read-only into that one container.
+func AgentKeyPath(stateDir, name string) string {
+	return filepath.Join(stateDir, "keys", name+".key")
 }
 
 // BuildSpec turns a project, a user and the host layout into a container
@@ -118,7 +134,7 @@ func BuildSpec(in SpecInput) (Spec, error) {
 	hostname := or(s.Hostname, strings.ReplaceAll(p.Name, "_", "-"))
 	root := or(in.StorageRoot, config.DefaultStorageRoot)
 	for _, v := range []struct{ what, p string }{
-		{"storage root", root}, {"link dir", in.LinkDir}, {"agent path", in.AgentPath},
+		{"storage root", root}, {"link dir", in.LinkDir}, {"agent path", in.AgentPath}, {"agent key", in.AgentKey},
 	} {
 		if !path.IsAbs(v.p) {
 			return Spec{}, fmt.Errorf("%s %q: must be an absolute path", v.what, v.p)
@@ -137,7 +153,7 @@ func BuildSpec(in SpecInput) (Spec, error) {
 
 	labels := map[string]string{}
 	for k, v := range in.Labels {
-		if k == LabelManaged || k == LabelProject || k == LabelUser || k == LabelSpec {
+		if k == LabelManaged || k == LabelProject || k == LabelUser || k == LabelSpec || k == LabelAgentKey {
 			return Spec{}, fmt.Errorf("extra label %q would override a sygaldry label", k)
 		}
 		labels[k] = v
@@ -169,6 +185,7 @@ func BuildSpec(in SpecInput) (Spec, error) {
 	mounts = append(mounts,
 		mount.Mount{Type: mount.TypeBind, Source: in.AgentPath, Target: AgentTarget, ReadOnly: true},
 		mount.Mount{Type: mount.TypeBind, Source: in.LinkDir, Target: LinkTarget},
+		mount.Mount{Type: mount.TypeBind, Source: in.AgentKey, Target: AgentKeyTarget, ReadOnly: true},
 	)
 	for i, m := range s.Mounts {
 		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
@@ -206,7 +223,7 @@ func BuildSpec(in SpecInput) (Spec, error) {
 		User:       cuser,
 		Env:        env,
 		Entrypoint: []string{AgentTarget},
-		Cmd:        []string{"serve", "--listen", agentListen},
+		Cmd:        []string{"serve", "--listen", agentListen, "--host-key", AgentKeyTarget},
 		Labels:     labels,
 	}
 	hc := &container.HostConfig{
@@ -230,6 +247,7 @@ func BuildSpec(in SpecInput) (Spec, error) {
 		StorageDirs:   dirs,
 		LinkDir:       in.LinkDir,
 		SocketPath:    socket,
+		AgentKeyPath:  in.AgentKey,
 		Config:        cfg,
 		HostConfig:    hc,
 	}

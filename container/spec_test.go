@@ -31,6 +31,7 @@ func baseInput() SpecInput {
 		StorageRoot: "/srv/data",
 		LinkDir:     "/var/lib/sygaldry/run/sygaldry-zephyr-alice",
 		AgentPath:   "/usr/local/bin/sygaldry-agent",
+		AgentKey:    "/var/lib/sygaldry/keys/sygaldry-zephyr-alice.key",
 		ImageID:     "sha256:aaaa",
 		Labels:      map[string]string{"sygaldry.test": "t1"},
 		Host:        HostInfo{CPUs: 8, Memory: 32 << 30},
@@ -67,7 +68,7 @@ func TestBuildSpecContract(t *testing.T) {
 		t.Errorf("image/hostname/user = %q/%q/%q", c.Image, c.Hostname, c.User)
 	}
 	if !slices.Equal(c.Entrypoint, []string{"/.sygaldry/bin/sygaldry-agent"}) ||
-		!slices.Equal(c.Cmd, []string{"serve", "--listen", "/.sygaldry/run/agent.sock"}) {
+		!slices.Equal(c.Cmd, []string{"serve", "--listen", "/.sygaldry/run/agent.sock", "--host-key", "/.sygaldry/agent_key"}) {
 		t.Errorf("entrypoint/cmd = %q %q", c.Entrypoint, c.Cmd)
 	}
 	wantEnv := []string{"A=1", "TZ=UTC", "SYGALDRY_PROJECT=zephyr", "SYGALDRY_USER=alice"}
@@ -81,6 +82,7 @@ func TestBuildSpecContract(t *testing.T) {
 		{Type: mount.TypeBind, Source: "/srv/data/zephyr/config", Target: "/config"},
 		{Type: mount.TypeBind, Source: "/usr/local/bin/sygaldry-agent", Target: "/.sygaldry/bin/sygaldry-agent", ReadOnly: true},
 		{Type: mount.TypeBind, Source: "/var/lib/sygaldry/run/sygaldry-zephyr-alice", Target: "/.sygaldry/run"},
+		{Type: mount.TypeBind, Source: "/var/lib/sygaldry/keys/sygaldry-zephyr-alice.key", Target: "/.sygaldry/agent_key", ReadOnly: true},
 		{Type: mount.TypeBind, Source: "/data/sets", Target: "/datasets", ReadOnly: true},
 	}
 	if !reflect.DeepEqual(h.Mounts, wantMounts) {
@@ -188,6 +190,8 @@ func TestBuildSpecRefuses(t *testing.T) {
 		{"container user slash", func(in *SpecInput) { in.Project.User = "../etc" }, true},
 		{"relative storage root", func(in *SpecInput) { in.StorageRoot = "data" }, false},
 		{"relative link dir", func(in *SpecInput) { in.LinkDir = "run/x" }, false},
+		{"relative agent key", func(in *SpecInput) { in.AgentKey = "keys/x.key" }, false},
+		{"no agent key", func(in *SpecInput) { in.AgentKey = "" }, false},
 		{"no agent", func(in *SpecInput) { in.AgentPath = "" }, false},
 		{"bad shm", func(in *SpecInput) { in.Project.ShmSize = "lots" }, false},
 		{"relative mount", func(in *SpecInput) { in.Project.Mounts = []config.Mount{{Source: "data", Target: "/d"}} }, false},
@@ -246,6 +250,7 @@ func TestBuildSpecHash(t *testing.T) {
 		"mount ro":     func(in *SpecInput) { in.Project.Mounts[0].ReadOnly = false },
 		"storage root": func(in *SpecInput) { in.StorageRoot = "/srv/other" },
 		"link dir":     func(in *SpecInput) { in.LinkDir = "/run/x/sygaldry-zephyr-alice" },
+		"agent key":    func(in *SpecInput) { in.AgentKey = "/run/keys/sygaldry-zephyr-alice.key" },
 		"gpus":         func(in *SpecInput) { in.Project.GPUs = config.GPUs{Set: true, Count: 1} },
 		"gpu disabled": func(in *SpecInput) { in.DisableGPUs = true },
 		"shm":          func(in *SpecInput) { in.Project.ShmSize = "8g" },
