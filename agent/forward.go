@@ -36,8 +36,8 @@ type directStreamLocalMsg struct {
 }
 
 func (c *linkConn) serveDirectTCPIP(nch ssh.NewChannel) {
-	var m directTCPIPMsg
-	if err := ssh.Unmarshal(nch.ExtraData(), &m); err != nil {
+	m, err := decodeDirectTCPIP(nch.ExtraData())
+	if err != nil {
 		nch.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
 		return
 	}
@@ -47,8 +47,8 @@ func (c *linkConn) serveDirectTCPIP(nch ssh.NewChannel) {
 }
 
 func (c *linkConn) serveDirectStreamLocal(nch ssh.NewChannel) {
-	var m directStreamLocalMsg
-	if err := ssh.Unmarshal(nch.ExtraData(), &m); err != nil {
+	m, err := decodeDirectStreamLocal(nch.ExtraData())
+	if err != nil {
 		nch.Reject(ssh.ConnectionFailed, "malformed direct-streamlocal request")
 		return
 	}
@@ -154,8 +154,8 @@ func (c *linkConn) bindHosts(requested string) []string {
 }
 
 func (c *linkConn) tcpipForward(payload []byte) (bool, []byte) {
-	var m tcpipForwardMsg
-	if err := ssh.Unmarshal(payload, &m); err != nil || m.Port > 65535 {
+	m, err := decodeTCPIPForward(payload)
+	if err != nil {
 		return false, nil
 	}
 	// Like sshd: privileged ports only for root. Docker containers usually
@@ -205,8 +205,8 @@ func (c *linkConn) tcpipForward(payload []byte) (bool, []byte) {
 }
 
 func (c *linkConn) cancelTCPIPForward(payload []byte) bool {
-	var m tcpipForwardMsg
-	if err := ssh.Unmarshal(payload, &m); err != nil {
+	m, err := decodeTCPIPForward(payload)
+	if err != nil {
 		return false
 	}
 	return c.removeForward(net.JoinHostPort(m.Host, strconv.FormatUint(uint64(m.Port), 10)))
@@ -224,8 +224,8 @@ type forwardedStreamLocalMsg struct {
 }
 
 func (c *linkConn) streamLocalForward(payload []byte) bool {
-	var m streamLocalForwardMsg
-	if err := ssh.Unmarshal(payload, &m); err != nil || m.Path == "" {
+	m, err := decodeStreamLocalForward(payload)
+	if err != nil {
 		return false
 	}
 	ln, err := listenUnixForward(m.Path)
@@ -241,8 +241,8 @@ func (c *linkConn) streamLocalForward(payload []byte) bool {
 }
 
 func (c *linkConn) cancelStreamLocalForward(payload []byte) bool {
-	var m streamLocalForwardMsg
-	if err := ssh.Unmarshal(payload, &m); err != nil {
+	m, err := decodeStreamLocalForward(payload)
+	if err != nil {
 		return false
 	}
 	return c.removeForward("unix:" + m.Path)

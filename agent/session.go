@@ -82,23 +82,19 @@ func (c *linkConn) serveSession(nch ssh.NewChannel) {
 func (s *session) handle(req *ssh.Request) (bool, func()) {
 	switch req.Type {
 	case "env":
-		var m struct{ Name, Value string }
-		if s.kind != "" || ssh.Unmarshal(req.Payload, &m) != nil || !validEnvName(m.Name) {
+		m, err := decodeEnv(req.Payload)
+		if s.kind != "" || err != nil {
 			return false, nil
 		}
 		// The gateway applied the AcceptEnv allowlist before forwarding.
 		s.env = append(s.env, [2]string{m.Name, m.Value})
 		return true, nil
 	case "pty-req":
-		var m struct {
-			Term                      string
-			Cols, Rows, Width, Height uint32
-			Modes                     string
-		}
-		if s.kind != "" || s.pty != nil || ssh.Unmarshal(req.Payload, &m) != nil {
+		m, err := decodePtyReq(req.Payload)
+		if s.kind != "" || s.pty != nil || err != nil {
 			return false, nil
 		}
-		d, err := openPTY(windowSize{m.Cols, m.Rows, m.Width, m.Height}, []byte(m.Modes))
+		d, err := openPTY(m.window(), []byte(m.Modes))
 		if err != nil {
 			s.log.Warn("pty allocation failed", "err", err)
 			return false, nil
@@ -106,8 +102,8 @@ func (s *session) handle(req *ssh.Request) (bool, func()) {
 		s.pty, s.term = d, m.Term
 		return true, nil
 	case "window-change":
-		var w windowSize
-		if s.pty == nil || ssh.Unmarshal(req.Payload, &w) != nil {
+		w, err := decodeWindowChange(req.Payload)
+		if s.pty == nil || err != nil {
 			return false, nil
 		}
 		// Applied at once: nothing queues, so a burst before exec cannot
@@ -120,33 +116,29 @@ func (s *session) handle(req *ssh.Request) (bool, func()) {
 	case "shell":
 		return s.startProcess("shell", "")
 	case "exec":
-		var m struct{ Command string }
-		if ssh.Unmarshal(req.Payload, &m) != nil {
+		command, err := decodeExec(req.Payload)
+		if err != nil {
 			return false, nil
 		}
-		return s.startProcess("exec", m.Command)
+		return s.startProcess("exec", command)
 	case "subsystem":
-		var m struct{ Name string }
-		if ssh.Unmarshal(req.Payload, &m) != nil || m.Name != "sftp" {
+		name, err := decodeSubsystem(req.Payload)
+		if err != nil || name != "sftp" {
 			return false, nil
 		}
 		return s.startSFTP()
 	case "signal":
-		var m struct{ Signal string }
-		if s.proc == nil || ssh.Unmarshal(req.Payload, &m) != nil {
-			return false, nil
-		}
-		sig, ok := signalByName(m.Signal)
-		if !ok || !s.proc.running() {
+		sig, err := decodeSignal(req.Payload)
+		if s.proc == nil || err != nil || !s.proc.running() {
 			return false, nil
 		}
 		if err := s.proc.signalGroup(sig); err != nil {
-			s.log.Debug("signal failed", "signal", m.Signal, "err", err)
+			s.log.Debug("signal failed", "signal", sig, "err", err)
 			return false, nil
 		}
 		return true, nil
 	case "auth-agent-req@openssh.com":
-		if s.kind != "" || s.agent != nil {
+		if s.kind != "" || s.agent != nil || decodeAuthAgentReq(req.Payload) != nil {
 			return false, nil
 		}
 		a, err := s.c.startAgentForward(s.id)

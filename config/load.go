@@ -91,11 +91,12 @@ func decodeError(name string, err error) error {
 // locator maps dotted key paths to the line that defines them, so validation
 // errors found after decoding can still name file:line.
 type locator struct {
-	lines map[string]int
+	lines  map[string]int
+	folded map[string]int // by lowercased path: go-toml matches struct keys case-insensitively ([Projects.x])
 }
 
 func newLocator(data []byte) *locator {
-	l := &locator{lines: map[string]int{}}
+	l := &locator{lines: map[string]int{}, folded: map[string]int{}}
 	var p unstable.Parser
 	p.Reset(data)
 	lineOf := func(sub []byte) int {
@@ -148,9 +149,24 @@ func newLocator(data []byte) *locator {
 	return l
 }
 
+// set records the first line of path and of each of its parents, so that a
+// table written only as dotted keys (server.max_auth_tries = -1) has a line.
 func (l *locator) set(path string, line int) {
-	if _, ok := l.lines[path]; !ok && line > 0 {
-		l.lines[path] = line
+	if line <= 0 {
+		return
+	}
+	for {
+		if _, ok := l.lines[path]; !ok {
+			l.lines[path] = line
+		}
+		if k := strings.ToLower(path); l.folded[k] == 0 {
+			l.folded[k] = line
+		}
+		i := strings.LastIndexByte(path, '.')
+		if i < 0 {
+			return
+		}
+		path = path[:i]
 	}
 }
 
@@ -158,6 +174,9 @@ func (l *locator) set(path string, line int) {
 func (l *locator) line(path string) int {
 	for path != "" {
 		if n, ok := l.lines[path]; ok {
+			return n
+		}
+		if n, ok := l.folded[strings.ToLower(path)]; ok {
 			return n
 		}
 		i := strings.LastIndexByte(path, '.')

@@ -1,0 +1,359 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Fuzz targets for every payload the agent decodes. Each one checks the
+// decoder against an independent reading of the wire format (wire below):
+// a payload is accepted exactly when it is well formed and its values obey
+// the rule the handler relies on, and an accepted payload re-encodes to the
+// same bytes. Seeds: the f.Add calls and testdata/fuzz/<target>/.
+
+// wire reads SSH wire types by hand, without ssh.Unmarshal, as the oracle.
+type wire struct {
+	b   []byte
+	bad bool
+}
+
+func (w *wire) u32() uint32 {
+	if len(w.b) < 4 {
+		w.bad = true
+		return 0
+	}
+	v := binary.BigEndian.Uint32(w.b)
+	w.b = w.b[4:]
+	return v
+}
+
+func (w *wire) str() string {
+	n := w.u32()
+	if w.bad || uint64(len(w.b)) < uint64(n) {
+		w.bad = true
+		return ""
+	}
+	s := string(w.b[:n])
+	w.b = w.b[n:]
+	return s
+}
+
+// ok reports whether everything was read and nothing is left over.
+func (w *wire) ok() bool { return !w.bad && len(w.b) == 0 }
+
+func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
+
+// addMalformed adds seeds every decoder must refuse (or, for a payload
+// that is legitimately empty, accept): empty, truncated, trailing bytes, a
+// length prefix larger than the payload.
+func addMalformed(f *testing.F, valid []byte) {
+	f.Add([]byte{})
+	f.Add([]byte{0, 0, 0})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 'x'})
+	if len(valid) > 0 {
+		f.Add(valid[:len(valid)-1])
+		f.Add(append(append([]byte(nil), valid...), 0))
+	}
+}
+
+func mustRoundTrip(t *testing.T, what string, msg any, payload []byte) {
+	t.Helper()
+	if got := ssh.Marshal(msg); !bytes.Equal(got, payload) {
+		t.Fatalf("%s: accepted %q re-encodes as %q", what, payload, got)
+	}
+}
+
+func FuzzEnv(f *testing.F) {
+	for _, m := range []envMsg{{"LANG", "C.UTF-8"}, {"LC_ALL", ""}, {"GIT_AUTHOR_NAME", "Ålice ☃"},
+		{"", "x"}, {"A=B", "c"}, {"A", "b\x00c"}, {"A\x00B", "c"}} {
+		f.Add(ssh.Marshal(m))
+	}
+	addMalformed(f, ssh.Marshal(envMsg{"LANG", "C"}))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		w := wire{b: payload}
+		name, value := w.str(), w.str()
+		want := w.ok() && name != "" && !strings.ContainsAny(name, "=\x00") && !hasNUL(value)
+
+		// The session's own handler, before the start: it keeps exactly
+		// what the decoder accepts.
+		s := &session{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		ok, run := s.handle(&ssh.Request{Type: "env", Payload: payload})
+		if run != nil {
+			t.Fatal("env started something")
+		}
+		if ok != want {
+			t.Fatalf("env %q: accepted %v, want %v", payload, ok, want)
+		}
+		if !ok {
+			if len(s.env) != 0 {
+				t.Fatalf("refused env %q was kept: %q", payload, s.env)
+			}
+			return
+		}
+		if len(s.env) != 1 || s.env[0] != [2]string{name, value} {
+			t.Fatalf("env %q kept as %q", payload, s.env)
+		}
+		// It lands in the environment as one NAME=value entry.
+		env := sessionEnv(nil, account{name: "u", home: "/h", shell: "/bin/sh"}, s.env, nil)
+		n := 0
+		for _, kv := range env {
+			if hasNUL(kv) {
+				t.Fatalf("environment entry with NUL: %q", kv)
+			}
+			if kv == name+"="+value {
+				n++
+			}
+		}
+		if n != 1 && name != "USER" && name != "LOGNAME" && name != "HOME" && name != "SHELL" && name != "PATH" {
+			t.Fatalf("env %q appears %d times in %q", name, n, env)
+		}
+		m, err := decodeEnv(payload)
+		if err != nil {
+			t.Fatalf("handler accepted what decodeEnv refuses: %v", err)
+		}
+		mustRoundTrip(t, "env", m, payload)
+	})
+}
+
+func FuzzPtyReq(f *testing.F) {
+	modes := []byte{53, 0, 0, 0, 1, 3, 0, 0, 0, 127, 128, 0, 0, 0x96, 0, 0}
+	for _, m := range []ptyReqMsg{
+		{"xterm-256color", 80, 24, 640, 480, string(modes)},
+		{"", 0, 0, 0, 0, ""},
+		{"vt100", 0xffffffff, 0x10000, 1, 1, "\x00"},
+		{"xterm\x00", 80, 24, 0, 0, ""},
+		{strings.Repeat("x", maxTermLen+1), 80, 24, 0, 0, ""},
+	} {
+		f.Add(ssh.Marshal(m))
+	}
+	addMalformed(f, ssh.Marshal(ptyReqMsg{Term: "xterm"}))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		w := wire{b: payload}
+		term := w.str()
+		var dims [4]uint32
+		for i := range dims {
+			dims[i] = w.u32()
+		}
+		modes := w.str()
+		want := w.ok() && len(term) <= maxTermLen && !hasNUL(term)
+
+		m, err := decodePtyReq(payload)
+		if (err == nil) != want {
+			t.Fatalf("pty-req %q: err %v, want accepted %v", payload, err, want)
+		}
+		if err != nil {
+			return
+		}
+		if m.Term != term || m.Modes != modes {
+			t.Fatalf("pty-req %q decoded as %+v", payload, m)
+		}
+		got := [4]uint32{m.Cols, m.Rows, m.Width, m.Height}
+		for i := range dims {
+			if got[i] != min(dims[i], 0xffff) {
+				t.Fatalf("pty-req %q: size %v, want %v clamped to 16 bits", payload, got, dims)
+			}
+		}
+		if got == dims {
+			mustRoundTrip(t, "pty-req", m, payload)
+		}
+	})
+}
+
+func FuzzWindowChange(f *testing.F) {
+	for _, w := range []windowSize{{80, 24, 640, 480}, {0, 0, 0, 0}, {0xffff, 0x10000, 0xffffffff, 1}} {
+		f.Add(ssh.Marshal(w))
+	}
+	addMalformed(f, ssh.Marshal(windowSize{80, 24, 0, 0}))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		r := wire{b: payload}
+		dims := [4]uint32{r.u32(), r.u32(), r.u32(), r.u32()}
+		w, err := decodeWindowChange(payload)
+		if (err == nil) != r.ok() {
+			t.Fatalf("window-change %q: err %v, want accepted %v", payload, err, r.ok())
+		}
+		if err != nil {
+			return
+		}
+		got := [4]uint32{w.Cols, w.Rows, w.Width, w.Height}
+		for i := range dims {
+			if got[i] != min(dims[i], 0xffff) {
+				t.Fatalf("window-change %q: size %v, want %v clamped to 16 bits", payload, got, dims)
+			}
+		}
+	})
+}
+
+func FuzzExec(f *testing.F) {
+	for _, c := range []string{"true", "", "scp -t /tmp", "echo a\x00b", "ls; exit 3"} {
+		f.Add(ssh.Marshal(execMsg{c}))
+	}
+	f.Add(ssh.Marshal(execMsg{strings.Repeat("a", maxCommandLen)}))
+	f.Add(ssh.Marshal(execMsg{strings.Repeat("a", maxCommandLen+1)}))
+	addMalformed(f, ssh.Marshal(execMsg{"true"}))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		w := wire{b: payload}
+		cmd := w.str()
+		want := w.ok() && len(cmd) <= maxCommandLen && !hasNUL(cmd)
+		got, err := decodeExec(payload)
+		if (err == nil) != want {
+			t.Fatalf("exec %.64q: err %v, want accepted %v", payload, err, want)
+		}
+		if err == nil {
+			if got != cmd {
+				t.Fatalf("exec %.64q decoded as %.64q", payload, got)
+			}
+			mustRoundTrip(t, "exec", execMsg{got}, payload)
+		}
+	})
+}
+
+func FuzzSubsystem(f *testing.F) {
+	for _, n := range []string{"sftp", "", "netconf", "sftp\x00"} {
+		f.Add(ssh.Marshal(subsystemMsg{n}))
+	}
+	addMalformed(f, ssh.Marshal(subsystemMsg{"sftp"}))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		w := wire{b: payload}
+		name := w.str()
+		got, err := decodeSubsystem(payload)
+		if (err == nil) != w.ok() {
+			t.Fatalf("subsystem %q: err %v, want accepted %v", payload, err, w.ok())
+		}
+		if err == nil {
+			if got != name {
+				t.Fatalf("subsystem %q decoded as %q", payload, got)
+			}
+			mustRoundTrip(t, "subsystem", subsystemMsg{got}, payload)
+		}
+	})
+}
+
+func FuzzSignal(f *testing.F) {
+	for _, n := range []string{"INT", "TERM", "KILL", "WINCH", "SIGINT", "int", "", "INT\x00", "TERM@openssh.com"} {
+		f.Add(ssh.Marshal(signalMsg{n}))
+	}
+	addMalformed(f, ssh.Marshal(signalMsg{"HUP"}))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		w := wire{b: payload}
+		name := w.str()
+		want, known := rfcSignals[name]
+		if !known {
+			want, known = extraSignals[name]
+		}
+		sig, err := decodeSignal(payload)
+		if (err == nil) != (w.ok() && known) {
+			t.Fatalf("signal %q: err %v, want accepted %v", payload, err, w.ok() && known)
+		}
+		if err == nil && sig != want {
+			t.Fatalf("signal %q decoded as %v, want %v", payload, sig, want)
+		}
+	})
+}
+
+func FuzzAuthAgentReq(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0})
+	f.Add(ssh.Marshal(struct{ S string }{"x"}))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		if err := decodeAuthAgentReq(payload); (err == nil) != (len(payload) == 0) {
+			t.Fatalf("auth-agent-req %q: err %v", payload, err)
+		}
+	})
+}
+
+func FuzzDirectTCPIP(f *testing.F) {
+	for _, m := range []directTCPIPMsg{{"localhost", 8888, "127.0.0.1", 50000}, {"::1", 0, "", 0},
+		{"db", 65536, "x", 1}, {"db", 5432, "x", 70000}, {"db\x00evil", 22, "x", 1}, {"db", 22, "x\x00", 1}, {"", 80, "", 0}} {
+		f.Add(ssh.Marshal(m))
+	}
+	addMalformed(f, ssh.Marshal(directTCPIPMsg{"localhost", 80, "127.0.0.1", 1}))
+	f.Fuzz(func(t *testing.T, extra []byte) {
+		w := wire{b: extra}
+		host, port, oh, op := w.str(), w.u32(), w.str(), w.u32()
+		want := w.ok() && port <= 65535 && op <= 65535 && !hasNUL(host) && !hasNUL(oh)
+		m, err := decodeDirectTCPIP(extra)
+		if (err == nil) != want {
+			t.Fatalf("direct-tcpip %q: err %v, want accepted %v", extra, err, want)
+		}
+		if err == nil {
+			if m != (directTCPIPMsg{host, port, oh, op}) {
+				t.Fatalf("direct-tcpip %q decoded as %+v", extra, m)
+			}
+			mustRoundTrip(t, "direct-tcpip", m, extra)
+		}
+	})
+}
+
+func FuzzDirectStreamLocal(f *testing.F) {
+	for _, m := range []directStreamLocalMsg{{"/run/app.sock", "", 0}, {"", "", 0}, {"/tmp/a\x00b", "", 0}, {"@abstract", "x", 7}} {
+		f.Add(ssh.Marshal(m))
+	}
+	addMalformed(f, ssh.Marshal(directStreamLocalMsg{Path: "/tmp/s"}))
+	f.Fuzz(func(t *testing.T, extra []byte) {
+		w := wire{b: extra}
+		path, r0, r1 := w.str(), w.str(), w.u32()
+		want := w.ok() && path != "" && !hasNUL(path)
+		m, err := decodeDirectStreamLocal(extra)
+		if (err == nil) != want {
+			t.Fatalf("direct-streamlocal %q: err %v, want accepted %v", extra, err, want)
+		}
+		if err == nil {
+			if m != (directStreamLocalMsg{path, r0, r1}) {
+				t.Fatalf("direct-streamlocal %q decoded as %+v", extra, m)
+			}
+			mustRoundTrip(t, "direct-streamlocal", m, extra)
+		}
+	})
+}
+
+// FuzzTCPIPForward covers tcpip-forward and cancel-tcpip-forward (one format).
+func FuzzTCPIPForward(f *testing.F) {
+	for _, m := range []tcpipForwardMsg{{"localhost", 8080}, {"", 0}, {"*", 65535}, {"0.0.0.0", 65536}, {"a\x00", 80}} {
+		f.Add(ssh.Marshal(m))
+	}
+	addMalformed(f, ssh.Marshal(tcpipForwardMsg{"localhost", 0}))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		w := wire{b: payload}
+		host, port := w.str(), w.u32()
+		want := w.ok() && port <= 65535 && !hasNUL(host)
+		m, err := decodeTCPIPForward(payload)
+		if (err == nil) != want {
+			t.Fatalf("tcpip-forward %q: err %v, want accepted %v", payload, err, want)
+		}
+		if err == nil {
+			if m != (tcpipForwardMsg{host, port}) {
+				t.Fatalf("tcpip-forward %q decoded as %+v", payload, m)
+			}
+			mustRoundTrip(t, "tcpip-forward", m, payload)
+		}
+	})
+}
+
+// FuzzStreamLocalForward covers (cancel-)streamlocal-forward@openssh.com.
+func FuzzStreamLocalForward(f *testing.F) {
+	for _, p := range []string{"/tmp/fwd.sock", "", "rel.sock", "/tmp/a\x00/b"} {
+		f.Add(ssh.Marshal(streamLocalForwardMsg{p}))
+	}
+	addMalformed(f, ssh.Marshal(streamLocalForwardMsg{"/tmp/x"}))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		w := wire{b: payload}
+		path := w.str()
+		want := w.ok() && path != "" && !hasNUL(path)
+		m, err := decodeStreamLocalForward(payload)
+		if (err == nil) != want {
+			t.Fatalf("streamlocal-forward %q: err %v, want accepted %v", payload, err, want)
+		}
+		if err == nil {
+			if m.Path != path {
+				t.Fatalf("streamlocal-forward %q decoded as %q", payload, m.Path)
+			}
+			mustRoundTrip(t, "streamlocal-forward", m, payload)
+		}
+	})
+}
