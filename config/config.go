@@ -103,6 +103,11 @@ type Server struct {
 	// AcceptEnv (a trailing * matches a prefix). Empty: LANG, LC_*, TZ, COLORTERM.
 	AcceptEnv []string `toml:"accept_env"`
 
+	// LogCommands records exec commands (cut to 1 KiB) in the gateway's log,
+	// the live session list and the session history. Commands often carry
+	// tokens: false keeps them out of all three. Unset: true.
+	LogCommands *bool `toml:"log_commands"`
+
 	// TrustedUserCAKeys are CA public keys (authorized_keys format). A user
 	// certificate signed by one of them authenticates as its first principal
 	// that names a [users.NAME]. Empty: certificates are not accepted.

@@ -20,6 +20,7 @@ import (
 // accepted only once the agent accepted its twin, so a refused dial reaches
 // the client as a refused open, as with sshd.
 func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.NewChannel, ctx ssh.Context) {
+	defer s.recoverPanic(ctx, "channel "+nc.ChannelType())
 	st := stateOf(ctx)
 	if st == nil || conn.Permissions == nil || conn.Permissions.Extensions[extUser] == "" {
 		nc.Reject(gossh.Prohibited, "not authenticated")
@@ -27,6 +28,9 @@ func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.N
 	}
 	if s.closing.Load() {
 		nc.Reject(gossh.ResourceShortage, "gateway is shutting down")
+		return
+	}
+	if !st.admitChannel(nc) { // recheck.go
 		return
 	}
 	release, ok := st.openChannel(nc) // limits.go: max_sessions, max_forwards
@@ -41,7 +45,7 @@ func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.N
 		return
 	}
 
-	l, t, _, err := st.getLink(st.ctx, io.Discard)
+	l, t, _, err := st.getLink(st.life, io.Discard)
 	if err != nil {
 		nc.Reject(gossh.ConnectionFailed, userMessage(err))
 		return
@@ -71,7 +75,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	// channel of the connection while the container starts.
 	queued := st.queueRequests(reqs)
 
-	l, t, linkDone, err := st.getLink(st.ctx, ch.Stderr())
+	l, t, linkDone, err := st.getLink(st.life, ch.Stderr())
 	if err != nil {
 		fmt.Fprintf(ch.Stderr(), "sygaldry: %s\r\n", userMessage(err))
 		refuseAll(ch, queued)
@@ -147,7 +151,7 @@ func observeRequest(st *connState, sess *sessions.Session, accept []string, req 
 	case "exec":
 		var c struct{ Command string }
 		if gossh.Unmarshal(req.Payload, &c) == nil {
-			sess.SetKind("exec", c.Command)
+			sess.SetKind("exec", st.s.recordedCommand(c.Command))
 		}
 	case "subsystem":
 		var c struct{ Name string }
@@ -187,6 +191,7 @@ func (st *connState) queueRequests(in <-chan *gossh.Request) <-chan *gossh.Reque
 	out := make(chan *gossh.Request)
 	go func() {
 		defer close(out)
+		defer st.recoverPanic("request queue")
 		var q requestBacklog
 		for in != nil || q.len() > 0 {
 			var send chan *gossh.Request
@@ -261,8 +266,12 @@ func forwardTarget(typ string, extra []byte) string {
 // which listens inside the container; the reply (the bound port when 0 was
 // asked) comes back unchanged.
 func (s *Server) handleGlobalForward(ctx ssh.Context, _ *ssh.Server, req *gossh.Request) (bool, []byte) {
+	defer s.recoverPanic(ctx, "global request "+req.Type)
 	st := stateOf(ctx)
 	if st == nil || !st.isAuthenticated() || s.closing.Load() {
+		return false, nil
+	}
+	if !st.admitRequest(req.Type) { // recheck.go
 		return false, nil
 	}
 	counted, ok := st.forwardRequest(req.Type) // limits.go: max_forwards
@@ -271,7 +280,7 @@ func (s *Server) handleGlobalForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 	}
 	replied, granted := true, false
 	defer func() { counted(replied, granted) }()
-	l, _, _, err := st.getLink(st.ctx, io.Discard)
+	l, _, _, err := st.getLink(st.life, io.Discard)
 	if err != nil {
 		return false, nil
 	}

@@ -42,12 +42,25 @@ type connState struct {
 	target   Target
 	acquired bool
 	linkDone chan struct{} // closed when the link connection ends
-	chans    sync.WaitGroup
+	chans    channelCount
+
+	// life is the parent of every channel's context. end cancels it with a
+	// cause its users are told (revoked access, admin kill, panic); it is
+	// cancelled too when the connection closes.
+	life    context.Context
+	endLife context.CancelCauseFunc
+	ending  atomic.Bool
+	// entry is the connection's row in the session registry, from
+	// authentication on (nil before).
+	entry atomic.Pointer[sessions.Session]
 }
 
+// newConnState registers a new connection with s until its run ends.
 func newConnState(s *Server, ctx ssh.Context, c net.Conn) *connState {
-	id := strconv.FormatUint(s.connSeq.Add(1), 10)
-	return &connState{
+	// "c<N>": connection IDs never look like the numeric session IDs, so
+	// `sygctl sessions kill ID` knows which one it was given.
+	id := "c" + strconv.FormatUint(s.connSeq.Add(1), 10)
+	st := &connState{
 		s:     s,
 		ctx:   ctx,
 		raw:   c,
@@ -55,6 +68,51 @@ func newConnState(s *Server, ctx ssh.Context, c net.Conn) *connState {
 		log:   s.log().With("conn", id, "remote", c.RemoteAddr().String()),
 		start: time.Now(),
 	}
+	st.life, st.endLife = context.WithCancelCause(ctx)
+	s.conns.add(st)
+	return st
+}
+
+// channelCount is a WaitGroup that also says how many are open.
+type channelCount struct {
+	wg sync.WaitGroup
+	n  atomic.Int64
+}
+
+func (c *channelCount) Add(d int)   { c.n.Add(int64(d)); c.wg.Add(d) }
+func (c *channelCount) Done()       { c.n.Add(-1); c.wg.Done() }
+func (c *channelCount) Wait()       { c.wg.Wait() }
+func (c *channelCount) open() int64 { return c.n.Load() }
+
+// connSet is the server's live connections, for Reload to re-check.
+type connSet struct {
+	mu sync.Mutex
+	m  map[*connState]struct{}
+}
+
+func (cs *connSet) add(st *connState) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.m == nil {
+		cs.m = map[*connState]struct{}{}
+	}
+	cs.m[st] = struct{}{}
+}
+
+func (cs *connSet) remove(st *connState) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	delete(cs.m, st)
+}
+
+func (cs *connSet) list() []*connState {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	out := make([]*connState, 0, len(cs.m))
+	for st := range cs.m {
+		out = append(out, st)
+	}
+	return out
 }
 
 func (st *connState) authenticated() {
@@ -82,10 +140,21 @@ func (st *connState) identity() (user, project string) {
 }
 
 // run owns the connection from accept to close: keepalives while it lives,
-// then the link and the container reference are released.
+// the close when the gateway ends it (end), then the link and the container
+// reference are released.
 func (st *connState) run() {
+	defer st.recoverPanic("connection")
+	defer st.s.conns.remove(st)
 	st.keepalive()
+	<-st.life.Done()
+	if st.ending.Load() {
+		st.closeAfterChannels()
+	}
 	<-st.ctx.Done()
+	st.endLife(nil)
+	if e := st.entry.Load(); e != nil {
+		st.s.Sessions.EndConn(e)
+	}
 	if !st.authed.Load() {
 		st.grace.Stop()
 		st.startup.release(st.s)
@@ -120,7 +189,7 @@ func (st *connState) keepalive() {
 	missed := 0
 	for {
 		select {
-		case <-st.ctx.Done():
+		case <-st.life.Done():
 			return
 		case <-t.C:
 		}
@@ -130,6 +199,7 @@ func (st *connState) keepalive() {
 		}
 		replied := make(chan error, 1)
 		go func() {
+			defer st.recoverPanic("keepalive")
 			_, _, err := c.SendRequest("keepalive@openssh.com", true, nil)
 			replied <- err
 		}()
@@ -146,7 +216,7 @@ func (st *connState) keepalive() {
 				c.Close()
 				return
 			}
-		case <-st.ctx.Done():
+		case <-st.life.Done():
 			return
 		}
 	}
@@ -186,9 +256,13 @@ func (st *connState) getLink(ctx context.Context, progress io.Writer) (*gossh.Cl
 			st.linkDone = make(chan struct{})
 			linkDone := st.linkDone
 			go func() {
+				defer st.recoverPanic("link")
+				defer close(linkDone)
 				l.Wait()
-				close(linkDone)
 			}()
+			if e := st.entry.Load(); e != nil {
+				e.SetContainer(t.Name)
+			}
 		}
 		st.mu.Unlock()
 		close(done)
@@ -250,7 +324,11 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 // serveAgentChannels joins channels the agent opens (remote forwards,
 // agent-forwarding connections) to new channels towards the client.
 func (st *connState) serveAgentChannels(typ string, in <-chan gossh.NewChannel, t Target) {
+	defer st.recoverPanic("agent channels")
 	for nc := range in {
+		if !st.admitAgentChannel(nc) {
+			continue
+		}
 		c := st.sshConn()
 		if c == nil {
 			nc.Reject(gossh.ConnectionFailed, "client gone")
@@ -269,6 +347,7 @@ func (st *connState) serveAgentChannels(typ string, in <-chan gossh.NewChannel, 
 		st.chans.Add(1)
 		go func() {
 			defer st.chans.Done()
+			defer st.recoverPanic("agent channel " + typ)
 			st.proxy(typ, ch, reqs, ach, areqs, t, nil)
 		}()
 	}
@@ -278,13 +357,15 @@ func (st *connState) serveAgentChannels(typ string, in <-chan gossh.NewChannel, 
 func (st *connState) proxy(kind string, client gossh.Channel, clientReqs <-chan *gossh.Request,
 	agent gossh.Channel, agentReqs <-chan *gossh.Request, t Target, setup func(*pipe, *sessions.Session)) {
 	user, project := st.identity()
-	ctx, cancel := context.WithCancelCause(st.ctx)
+	ctx, cancel := context.WithCancelCause(st.life)
 	defer cancel(nil)
 	sess := st.s.Sessions.Add(sessions.Info{
 		Conn: st.id, User: user, Project: project, Container: t.Name,
 		RemoteAddr: st.raw.RemoteAddr().String(), Kind: kind,
 	}, cancel)
-	p := &pipe{client: client, clientReqs: clientReqs, agent: agent, agentReqs: agentReqs, activity: sess.Touch}
+	p := &pipe{client: client, clientReqs: clientReqs, agent: agent, agentReqs: agentReqs, activity: sess.Touch,
+		panicked: func(where string, v any) { st.s.panicked(st, where, v) },
+		hook:     func(point string) { hookPoint(point, project) }}
 	sess.CountBytes(&p.bytesIn, &p.bytesOut)
 	if setup != nil {
 		setup(p, sess)
@@ -296,6 +377,9 @@ func (st *connState) proxy(kind string, client gossh.Channel, clientReqs <-chan 
 		reason = c.Error()
 	}
 	st.s.Sessions.End(sess, reason)
+	if e := st.entry.Load(); e != nil {
+		e.Touch()
+	}
 	in := sess.Info()
 	st.s.Metrics.sessionEnded(in)
 	st.log.Info("channel closed", "session", in.ID, "kind", in.Kind, "command", in.Command,

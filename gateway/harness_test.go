@@ -42,6 +42,7 @@ type world struct {
 	mgr      *sygcontainer.Manager
 	gw       *gateway.Server
 	registry *sessions.Registry
+	history  *sessions.History // nil unless the world keeps one
 	metrics  *prometheus.Registry
 	port     string
 	alice    sshtest.Key
@@ -55,6 +56,8 @@ type worldTOML struct {
 	server  strings.Builder // lines in [server]
 	project strings.Builder // lines in the test project's table
 	tail    strings.Builder // tables at the end
+	logs    io.Writer       // also gets the gateway's log; nil: none
+	history bool            // keep a session history (world.history)
 }
 
 type worldOpt func(*worldTOML)
@@ -141,6 +144,9 @@ keys = [%q]
 	if _, bench := t.(*testing.B); bench {
 		logw = io.Discard // benchmarks print every log line
 	}
+	if extra.logs != nil {
+		logw = io.MultiWriter(logw, extra.logs)
+	}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mopts := sygcontainer.OptionsFromConfig(cfg)
 	mopts.Labels = map[string]string{testenv.TestLabel: w.testID}
@@ -150,6 +156,13 @@ keys = [%q]
 		t.Fatal(err)
 	}
 	w.registry = sessions.NewRegistry(nil)
+	if extra.history {
+		if w.history, err = sessions.OpenHistory(filepath.Join(dir, "history.jsonl"), log); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.history.Close() })
+		w.registry = sessions.NewRegistry(w.history)
+	}
 	w.metrics = prometheus.NewRegistry()
 	w.gw = &gateway.Server{
 		Config:     cfg,

@@ -41,6 +41,12 @@ type pipe struct {
 
 	bytesIn, bytesOut atomic.Int64 // client→agent, agent→client
 	activity          func()       // called on traffic; may be nil
+
+	// panicked gets a panic recovered in one of the pipe's goroutines (it
+	// ends the connection); nil: the panic goes on.
+	panicked func(where string, v any)
+	// hook is a test hook (hookPoint); may be nil.
+	hook func(point string)
 }
 
 // run proxies until both sides have closed or ctx is cancelled. A cancelled
@@ -66,6 +72,7 @@ func (p *pipe) run(ctx context.Context) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer p.recoverPanic("output drain")
 		outWG.Wait()
 		close(outDone)
 		if !p.session {
@@ -91,7 +98,9 @@ func (p *pipe) run(ctx context.Context) {
 	go func() {
 		defer wg.Done()
 		defer close(clientGone)
+		defer p.recoverPanic("client requests")
 		for req := range p.clientReqs {
+			p.point("client-request")
 			if p.onRequest != nil && !p.onRequest(req) {
 				if req.WantReply {
 					req.Reply(false, nil)
@@ -112,6 +121,7 @@ func (p *pipe) run(ctx context.Context) {
 	go func() {
 		defer wg.Done()
 		defer close(agentGone)
+		defer p.recoverPanic("agent requests")
 		exited := false
 		for req := range p.agentReqs {
 			switch req.Type {
@@ -164,6 +174,8 @@ func (p *pipe) run(ctx context.Context) {
 
 // copy moves bytes until EOF or error, counting them.
 func (p *pipe) copy(dst io.Writer, src io.Reader, n *atomic.Int64) {
+	defer p.recoverPanic("copy")
+	p.point("copy")
 	buf := make([]byte, 64<<10)
 	for {
 		k, err := src.Read(buf)
@@ -182,5 +194,11 @@ func (p *pipe) copy(dst io.Writer, src io.Reader, n *atomic.Int64) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+func (p *pipe) point(name string) {
+	if p.hook != nil {
+		p.hook(name)
 	}
 }

@@ -67,6 +67,7 @@ type Server struct {
 	initErr error
 	closing atomic.Bool
 	connSeq atomic.Uint64
+	conns   connSet        // live connections, re-checked on Reload
 	wg      sync.WaitGroup // per-connection goroutines we own
 
 	startups  startupGate // handshake slots and their queue (prelogin.go)
@@ -114,10 +115,10 @@ func (s *Server) newSSHServer() *ssh.Server {
 	srv := &ssh.Server{
 		Version:          "Sygaldry",
 		HostSigners:      nil,
-		PublicKeyHandler: s.precheckKey,
-		ConnCallback:     s.acceptConn,
+		PublicKeyHandler: s.guardKey(s.precheckKey),
+		ConnCallback:     s.guardAccept(s.acceptConn),
 		ServerConfigCallback: func(ctx ssh.Context) *gossh.ServerConfig {
-			return s.serverConfig(ctx)
+			return s.guardConfig(ctx, s.serverConfig(ctx))
 		},
 		BannerHandler: s.authBegun, // the key exchange is over (prelogin.go)
 		ConnectionFailedCallback: func(c net.Conn, err error) {
@@ -146,9 +147,10 @@ func (s *Server) conf() *config.Config { return s.cur.Load() }
 
 // Reload puts a new configuration in force for new connections and new
 // container starts: users, keys, memberships, project settings, env
-// allowlist and limits. Connections already authenticated keep going (as
-// with sshd); an admin ends them with `sygctl sessions kill`. The listen
-// address, state dir and host keys are read at start only.
+// allowlist and limits. A connection whose user, key (or certificate) or
+// membership the new config no longer grants is ended, its sessions told
+// why (recheck.go); the others keep going. The listen address, state dir
+// and host keys are read at start only.
 func (s *Server) Reload(c *config.Config) error {
 	if c == nil {
 		return errors.New("gateway: reload with no config")
@@ -170,7 +172,8 @@ func (s *Server) Reload(c *config.Config) error {
 		}
 	}
 	s.cur.Store(c)
-	s.log().Info("configuration reloaded", "projects", len(c.Projects), "users", len(c.Users))
+	ended := s.endRevoked()
+	s.log().Info("configuration reloaded", "projects", len(c.Projects), "users", len(c.Users), "connections_ended", ended)
 	return nil
 }
 

@@ -67,15 +67,17 @@ func (r *Registry) KillConn(id, reason string) (string, error) {
 // keep it: an exec request may carry up to 256 KiB, often with tokens in it.
 const MaxCommand = 1024
 
-// CutCommand returns cmd cut to MaxCommand bytes (at a character boundary)
-// with a marker that says how long it was; a shorter cmd is returned as is.
+// CutCommand returns cmd cut (at a character boundary) so that, with a
+// marker that says how long it was, it fits in MaxCommand bytes; a command
+// that fits is returned as is, so cutting twice changes nothing.
 func CutCommand(cmd string) string {
 	if len(cmd) <= MaxCommand {
 		return cmd
 	}
-	n := MaxCommand
+	marker := " …[cut: " + strconv.Itoa(len(cmd)) + " bytes]"
+	n := MaxCommand - len(marker)
 	for n > 0 && !utf8.RuneStart(cmd[n]) {
 		n--
 	}
-	return cmd[:n] + " …[cut: " + strconv.Itoa(len(cmd)) + " bytes]"
+	return cmd[:n] + marker
 }

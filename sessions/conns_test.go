@@ -71,7 +71,7 @@ func TestRegistryKillConn(t *testing.T) {
 	}
 }
 
-// Long commands are cut to MaxCommand bytes with a marker, at a character
+// Long commands are cut to MaxCommand bytes, marker included, at a character
 // boundary, in the live registry and so in the history.
 func TestCommandsAreCut(t *testing.T) {
 	h, err := OpenHistory(filepath.Join(t.TempDir(), "history.jsonl"), nil)
@@ -88,8 +88,11 @@ func TestCommandsAreCut(t *testing.T) {
 	if !ok || marker != "6005 bytes]" {
 		t.Fatalf("no marker: ...%q", got[max(0, len(got)-40):])
 	}
-	if len(prefix) > MaxCommand || len(prefix) < MaxCommand-3 || !strings.HasPrefix(long, prefix) || !utf8.ValidString(got) {
-		t.Fatalf("kept %d bytes (valid UTF-8: %v)", len(prefix), utf8.ValidString(got))
+	if len(got) > MaxCommand || len(got) < MaxCommand-2 || !strings.HasPrefix(long, prefix) || !utf8.ValidString(got) {
+		t.Fatalf("kept %d bytes (valid UTF-8: %v)", len(got), utf8.ValidString(got))
+	}
+	if CutCommand(got) != got {
+		t.Error("cutting a cut command changed it")
 	}
 	r.End(s, "done")
 	all, err := h.Read(0)
