@@ -40,6 +40,8 @@ func FuzzParse(f *testing.F) {
 		"listen = \"x\"\nlisten = \"y\"\n",
 		"[server]\nidle_stop = \"forever\"\n",
 		"server.max_startups = -3\n",
+		"server.max_auth_tries = -1\n",
+		"projects.Zeph.members = []\n",
 		"\x00\xff\n[",
 		"",
 	} {
