@@ -169,19 +169,32 @@ func TestContainerNetworks(t *testing.T) {
 	}
 }
 
-// A network of the container's name that sygaldry did not make (or that
-// lets containers talk) is not used.
+// A network of the container's name that sygaldry did not make, or one that
+// lets containers talk, is not used.
 func TestForeignNetworkRefused(t *testing.T) {
 	r := newRig(t, nil)
-	p := r.project()
-	name := ContainerName(p.Name, "alice")
 	ctx := context.Background()
-	if _, err := r.cl.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: map[string]string{"sygaldry.test": r.testID}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.cl.NetworkRemove(context.Background(), name) })
-	_, err := r.m.Ensure(ctx, p, "alice", nil)
-	if err == nil || !strings.Contains(UserMessage(err), "not made by sygaldry") {
-		t.Errorf("Ensure with a foreign network: %v", err)
+	for _, tt := range []struct {
+		name   string
+		labels func(p config.Resolved) map[string]string
+		want   string
+	}{
+		{"foreign", func(config.Resolved) map[string]string { return map[string]string{"sygaldry.test": r.testID} }, "not made by sygaldry"},
+		{"icc on", func(p config.Resolved) map[string]string {
+			return map[string]string{"sygaldry.test": r.testID, LabelManaged: "true", LabelProject: p.Name, LabelUser: "alice"}
+		}, "does not isolate its container"},
+	} {
+		p := r.project()
+		name := ContainerName(p.Name, "alice")
+		if _, err := r.cl.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: tt.labels(p)}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := r.m.Ensure(ctx, p, "alice", nil)
+		if err == nil || !strings.Contains(UserMessage(err), tt.want) {
+			t.Errorf("%s: Ensure = %v, want %q", tt.name, err, tt.want)
+		}
+		if len(r.containers(p.Name, "alice")) != 0 {
+			t.Errorf("%s: a container was made", tt.name)
+		}
 	}
 }

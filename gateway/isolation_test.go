@@ -119,6 +119,20 @@ func TestForkBombAndMemoryHogContained(t *testing.T) {
 		t.Fatalf("alice's container: pids %v memory %d swap %d cpus %d", p, hc.HostConfig.Memory, hc.HostConfig.MemorySwap, hc.HostConfig.NanoCPUs)
 	}
 
+	// Allocate and touch up to 1 GiB against a 256 MiB limit: the kernel
+	// kills the hog (SIGKILL: 137), inside alice's container only.
+	hog := sshtest.Run(t, alice.SSH(ctx, `python3 -c "
+b = []
+for i in range(16):
+    b.append(bytearray(64 << 20))
+print('allocated 1 GiB', flush=True)
+"`), nil)
+	if hog.Code != 137 || strings.Contains(hog.Stdout, "allocated") {
+		t.Errorf("memory hog: %v", hog)
+	}
+	bobOK("after alice's memory hog")
+	sshtest.Must(t, alice.SSH(ctx, "echo ok"), nil) // the hog died, not her container
+
 	// Fork until the kernel says no (bounded at 512 forks and 10 s in case
 	// nothing stops it); the children hold their slots for 12 s.
 	bomb := alice.SSH(ctx, `python3 -c "
@@ -157,27 +171,18 @@ time.sleep(12)
 	bomb.Process.Kill()
 	io.Copy(io.Discard, stdout)
 	bomb.Wait()
+	bobOK("after alice's fork bomb")
 
-	// Allocate and touch up to 1 GiB against a 256 MiB limit: the kernel
-	// kills the hog (SIGKILL: 137), inside alice's container only.
-	hog := sshtest.Run(t, alice.SSH(ctx, `python3 -c "
-b = []
-for i in range(16):
-    b.append(bytearray(64 << 20))
-print('allocated 1 GiB', flush=True)
-"`), nil)
-	if hog.Code != 137 || strings.Contains(hog.Stdout, "allocated") {
-		t.Errorf("memory hog: %v", hog)
-	}
-	bobOK("after alice's memory hog")
-	// Alice's container is usable again.
+	// Alice's container is usable again. (Her agent may have died when it
+	// could not make a thread while the container was full; then her next
+	// login starts the container again.)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
 		r := sshtest.Run(t, alice.SSH(ctx, "echo ok"), nil)
 		if r.Stdout == "ok\n" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("alice after the hog: %v", r)
+			t.Errorf("alice after the fork bomb: %v", r)
 			break
 		}
 	}
