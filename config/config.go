@@ -4,6 +4,9 @@
 // The zero value of every struct works: Load fills the defaults documented on
 // each field. Unknown keys and bad values are errors that name file:line, so an
 // admin who mistypes "imagee" learns it at start-up rather than from a user.
+// The same holds for authorized_keys options on a user's key (keys.go): each
+// is implemented with sshd's meaning or refused, never ignored; and
+// server.revoked_keys (a KRL or a key list) is read with the file (revoked.go).
 package config
 
 import (

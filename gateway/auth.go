@@ -26,19 +26,54 @@ var errDenied = errors.New("permission denied")
 // or fails. Unknown keys, unknown projects and non-members all fail the same
 // way, so a probe learns nothing about which projects exist.
 func (s *Server) authorize(login string, key gossh.PublicKey, remote net.Addr) (user string, ok bool) {
+	g, ok := s.authorizeKey(login, key, remote)
+	return g.user, ok
+}
+
+// grant is what an accepted key or certificate gives: a user, and what the
+// key's options or the certificate's extensions take away (permits.go).
+type grant struct {
+	user string
+	restrictions
+}
+
+// authorizeKey is authorize with the key's restrictions. A revoked key or
+// certificate (server.revoked_keys) is refused first; for a plain key, the
+// first of its lines whose from= and expiry-time admit the connection
+// decides, as sshd reads authorized_keys.
+func (s *Server) authorizeKey(login string, key gossh.PublicKey, remote net.Addr) (grant, bool) {
+	cfg := s.conf()
+	if cfg.Revoked(key) {
+		s.log().Info("key refused: revoked", "remote", remote.String(), "fingerprint", gossh.FingerprintSHA256(key))
+		return grant{}, false
+	}
+	var g grant
 	if cert, isCert := key.(*gossh.Certificate); isCert {
-		user, ok = s.certUser(cert, remote)
+		user, ok := s.certUser(cert, remote)
+		if !ok {
+			return grant{}, false
+		}
+		g = grant{user, certRestrictions(cert)}
 	} else {
-		user, ok = s.conf().UserByKey(key)
+		found := false
+		for _, ak := range cfg.AuthorizedKeys(key) {
+			if ok, why := keyLineAllows(ak.Options, remote.String()); !ok {
+				s.log().Info("key line refused", "remote", remote.String(), "user", ak.User,
+					"fingerprint", gossh.FingerprintSHA256(key), "reason", why)
+				continue
+			}
+			g, found = grant{ak.User, keyRestrictions(ak.Options)}, true
+			break
+		}
+		if !found {
+			return grant{}, false
+		}
 	}
-	if !ok {
-		return "", false
+	p, ok := cfg.Project(login)
+	if !ok || !p.IsMember(g.user) {
+		return grant{}, false
 	}
-	p, ok := s.conf().Project(login)
-	if !ok || !p.IsMember(user) {
-		return "", false
-	}
-	return user, true
+	return g, true
 }
 
 // precheckKey answers the client's "would this key do?" queries. It grants
@@ -57,7 +92,7 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 	cfg := &gossh.ServerConfig{
 		MaxAuthTries: s.conf().Server.MaxAuthTries,
 		VerifiedPublicKeyCallback: func(meta gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
-			user, ok := s.authorize(meta.User(), key, meta.RemoteAddr())
+			g, ok := s.authorizeKey(meta.User(), key, meta.RemoteAddr())
 			if !ok {
 				return nil, errDenied
 			}
@@ -66,11 +101,13 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 			}
 			// A fresh Permissions: the one gliderlabs passes in is shared by
 			// every key the client asked about.
-			return &gossh.Permissions{Extensions: map[string]string{
-				extUser:    user,
+			ext := map[string]string{
+				extUser:    g.user,
 				extProject: meta.User(),
 				extKey:     gossh.FingerprintSHA256(key),
-			}}, nil
+			}
+			g.record(ext)
+			return &gossh.Permissions{Extensions: ext}, nil
 		},
 	}
 	cfg.Ciphers = s.conf().Server.Ciphers
@@ -89,8 +126,9 @@ func stateOf(ctx ssh.Context) *connState {
 
 // certUser checks a user certificate like sshd's TrustedUserCAKeys: signed
 // by a trusted CA, a user (not host) certificate, within its validity, no
-// critical option we do not enforce, source-address honoured. The user is
-// the first principal that names a configured user.
+// critical option we do not enforce (source-address is checked here,
+// force-command in permits.go; verify-required is refused), source-address
+// honoured. The user is the first principal that names a configured user.
 func (s *Server) certUser(cert *gossh.Certificate, remote net.Addr) (string, bool) {
 	cfg := s.conf()
 	if cert.CertType != gossh.UserCert {
@@ -106,7 +144,7 @@ func (s *Server) certUser(cert *gossh.Certificate, remote net.Addr) (string, boo
 	if !trusted {
 		return "", false
 	}
-	checker := gossh.CertChecker{SupportedCriticalOptions: []string{"source-address"}}
+	checker := gossh.CertChecker{SupportedCriticalOptions: []string{"source-address", "force-command"}}
 	for _, p := range cert.ValidPrincipals {
 		if _, known := cfg.Users[p]; !known {
 			continue

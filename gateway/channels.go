@@ -44,6 +44,9 @@ func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.N
 		s.handleSession(st, nc)
 		return
 	}
+	if !permitChannel(conn, nc) {
+		return
+	}
 
 	l, t, _, err := st.getLink(st.life, io.Discard)
 	if err != nil {
@@ -107,7 +110,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 		p.linkLost = linkDone
 		caps := &sessionLimits{} // limits.go
 		p.onRequest = func(req *gossh.Request) bool {
-			return observeRequest(st, sess, accept, req) && caps.allow(st, req)
+			return st.permitSessionRequest(ach, req) && observeRequest(st, sess, accept, req) && caps.allow(st, req)
 		}
 		p.onExit = func(kind string, payload []byte) {
 			switch kind {
@@ -272,6 +275,9 @@ func (s *Server) handleGlobalForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 		return false, nil
 	}
 	if !st.admitRequest(req.Type) { // recheck.go
+		return false, nil
+	}
+	if !permitGlobal(st.sshConn(), req.Type) {
 		return false, nil
 	}
 	counted, ok := st.forwardRequest(req.Type) // limits.go: max_forwards

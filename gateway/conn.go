@@ -334,6 +334,10 @@ func (st *connState) serveAgentChannels(typ string, in <-chan gossh.NewChannel, 
 			nc.Reject(gossh.ConnectionFailed, "client gone")
 			continue
 		}
+		if !permitAgentChannel(c, typ) {
+			nc.Reject(gossh.Prohibited, "not permitted for this key")
+			continue
+		}
 		ch, reqs, err := c.OpenChannel(typ, nc.ExtraData())
 		if err != nil {
 			rejectAs(nc, err)

@@ -9,6 +9,13 @@
 // send exit-status 0 when a handler returns and dial from the host
 // (reference/openssh-compat.md §0). Session semantics live in the agent; the
 // gateway only observes requests as they pass, to fill the session registry.
+//
+// What a key or certificate may do is decided once at login and enforced at
+// each channel and request (permits.go): authorized_keys options (from=,
+// expiry-time, command=, restrict, no-pty, no-port-forwarding,
+// no-agent-forwarding), certificate extensions and critical options
+// (permit-pty, permit-port-forwarding, permit-agent-forwarding,
+// force-command, source-address), and server.revoked_keys, as sshd does.
 package gateway
 
 import (
