@@ -44,7 +44,7 @@ type grant struct {
 func (s *Server) authorizeKey(login string, key gossh.PublicKey, remote net.Addr) (grant, bool) {
 	cfg := s.conf()
 	if cfg.Revoked(key) {
-		s.log().Info("key refused: revoked", "remote", remote.String(), "fingerprint", gossh.FingerprintSHA256(key))
+		s.prelog().Info("key refused: revoked", "remote", remote.String(), "fingerprint", gossh.FingerprintSHA256(key))
 		return grant{}, false
 	}
 	var g grant
@@ -58,7 +58,7 @@ func (s *Server) authorizeKey(login string, key gossh.PublicKey, remote net.Addr
 		found := false
 		for _, ak := range cfg.AuthorizedKeys(key) {
 			if ok, why := keyLineAllows(ak.Options, remote.String()); !ok {
-				s.log().Info("key line refused", "remote", remote.String(), "user", ak.User,
+				s.prelog().Info("key line refused", "remote", remote.String(), "user", ak.User,
 					"fingerprint", gossh.FingerprintSHA256(key), "reason", why)
 				continue
 			}
@@ -82,7 +82,7 @@ func (s *Server) precheckKey(ctx ssh.Context, key ssh.PublicKey) bool {
 	_, ok := s.authorize(ctx.User(), key, ctx.RemoteAddr())
 	if !ok {
 		s.Metrics.keyRefused()
-		s.log().Info("key refused", "remote", ctx.RemoteAddr().String(), "login", ctx.User(),
+		s.prelog().Info("key refused", "remote", ctx.RemoteAddr().String(), "login", ctx.User(),
 			"fingerprint", gossh.FingerprintSHA256(key))
 	}
 	return ok
@@ -150,11 +150,11 @@ func (s *Server) certUser(cert *gossh.Certificate, remote net.Addr) (string, boo
 			continue
 		}
 		if err := checker.CheckCert(p, cert); err != nil {
-			s.log().Info("certificate refused", "key_id", cert.KeyId, "principal", p, "err", err)
+			s.prelog().Info("certificate refused", "key_id", cert.KeyId, "principal", p, "err", err)
 			return "", false
 		}
 		if !sourceAddressAllows(cert.CriticalOptions["source-address"], remote) {
-			s.log().Info("certificate refused: source-address", "key_id", cert.KeyId, "remote", remote.String())
+			s.prelog().Info("certificate refused: source-address", "key_id", cert.KeyId, "remote", remote.String())
 			return "", false
 		}
 		return p, true

@@ -245,12 +245,21 @@ func TestKexTimeout(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("closed after %v, want about kex_timeout (1s)", d)
 	}
-	cl, err := dialGo(addr, "zephyr", alice.Signer)
+	// A client that is slow to authenticate (a passphrase to type) is past
+	// the key exchange: kex_timeout no longer applies, login_grace_time does.
+	cl, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
+		User: "zephyr",
+		Auth: []gossh.AuthMethod{gossh.PublicKeysCallback(func() ([]gossh.Signer, error) {
+			time.Sleep(2 * time.Second) // after the "none" request, past kex_timeout
+			return []gossh.Signer{alice.Signer}, nil
+		})},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+	})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("a login slow to authenticate was cut by kex_timeout: %v", err)
 	}
 	defer cl.Close()
-	time.Sleep(2 * time.Second) // past kex_timeout
+	time.Sleep(1500 * time.Millisecond) // past kex_timeout again, authenticated
 	if _, _, err := cl.SendRequest("keepalive@openssh.com", true, nil); err != nil {
 		t.Fatalf("an authenticated connection was closed by kex_timeout: %v", err)
 	}
@@ -418,5 +427,36 @@ func TestEngineDownTellsTheUser(t *testing.T) {
 	}
 	if strings.Contains(r.Stderr, "goroutine") || strings.Contains(r.Stderr, ".go:") {
 		t.Errorf("internals leaked to the user: %q", r.Stderr)
+	}
+}
+
+// A login name a client chose reaches the log escaped and cut.
+func TestPreLoginLogCutsLoginNames(t *testing.T) {
+	var logs testenv.SyncBuffer
+	addr, _, _, _ := bareGatewayLog(t, "", noContainers{}, &logs)
+	stranger := sshtest.NewKey(t, testenv.ShortTempDir(t), "stranger")
+	login := "\x1b[31mroot\n" + strings.Repeat("a", 2000)
+	if _, err := dialGo(addr, login, stranger.Signer); err == nil {
+		t.Fatal("a stranger logged in")
+	}
+	var line string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "key refused") {
+				line = l
+			}
+		}
+		if line != "" {
+			break
+		}
+	}
+	if line == "" {
+		t.Fatalf("no key refused line:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "\x1b") || strings.Contains(line, strings.Repeat("a", 100)) {
+		t.Fatalf("login name not escaped and cut: %q", line)
+	}
+	if !strings.Contains(line, `x1b[31mroot`) || !strings.Contains(line, "(2010 bytes)") {
+		t.Errorf("the cut login does not show its start and length: %q", line)
 	}
 }
