@@ -10,6 +10,13 @@
 // (reference/openssh-compat.md §0). Session semantics live in the agent; the
 // gateway only observes requests as they pass, to fill the session registry.
 //
+// Before login, a connection waits for one of max_startups handshake slots
+// (per_source_max_startups per address, a queue of max_startups_queue,
+// kex_timeout, sshd's random early drop): prelogin.go. Log lines about
+// unauthenticated clients are rate-limited and their values cut: prelog.go.
+// Per connection, sessions, forwards, env entries and the requests held while
+// a container starts are capped as sshd does: limits.go.
+//
 // What a key or certificate may do is decided once at login and enforced at
 // each channel and request (permits.go): authorized_keys options (from=,
 // expiry-time, command=, restrict, no-pty, no-port-forwarding,
