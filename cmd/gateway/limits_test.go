@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sygaldry/sygaldry/internal/sshtest"
+	"github.com/sygaldry/sygaldry/internal/testenv"
+)
+
+// SIGHUP with a new memory limit updates the running container in place:
+// the same container ID, the new limit in the engine and in the kernel, and
+// the session that was running all along still running.
+func TestReloadUpdatesContainerLimits(t *testing.T) {
+	sshtest.Require(t, "ssh")
+	image := testenv.Image(t)
+	agentBin := testenv.AgentBinary(t)
+	docker := testenv.Docker(t)
+	dir := testenv.ShortTempDir(t)
+	bin := filepath.Join(dir, "sygaldry-gateway")
+	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, b)
+	}
+	alice := sshtest.NewKey(t, dir, "alice")
+	project := testenv.UniqueName("l")
+	port := freePort(t)
+	doc := func(memory string) string {
+		return fmt.Sprintf(`[server]
+listen = "127.0.0.1:%d"
+state_dir = %q
+admin_socket = %q
+agent_path = %q
+[docker]
+storage_root = %q
+[defaults]
+image = %q
+gpus = "none"
+memory = "512m"
+[projects.%s]
+members = ["alice"]
+memory = %q
+pids_limit = 500
+[users.alice]
+keys = [%q]
+`, port, filepath.Join(dir, "state"), filepath.Join(dir, "admin.sock"), agentBin, filepath.Join(dir, "storage"), image, project, memory, alice.Authorized)
+	}
+	cfgPath := filepath.Join(dir, "gateway.toml")
+	if err := os.WriteFile(cfgPath, []byte(doc("256m")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { testenv.RemoveLabelledProject(t, docker, project) })
+
+	var logs testenv.SyncBuffer
+	gw := exec.Command(bin, "--config", cfgPath)
+	gw.Stdout, gw.Stderr = &logs, &logs
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- gw.Wait() }()
+	t.Cleanup(func() {
+		gw.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logs.String())
+		}
+	})
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := sshtest.Client{Host: "127.0.0.1", Port: strconv.Itoa(port), Login: project, Key: alice}
+	live := c.SSH(ctx, "echo started; sleep 60")
+	out, err := live.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 8)
+	if n, _ := out.Read(b); string(b[:n]) != "started\n" {
+		t.Fatalf("session did not start: %q", b[:n])
+	}
+	ended := make(chan struct{})
+	go func() { io.Copy(io.Discard, out); close(ended) }()
+	defer func() { live.Process.Kill(); <-ended; live.Wait() }()
+
+	name := "sygaldry-" + project + "-alice"
+	ci, err := docker.ContainerInspect(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ci.ID
+	if ci.HostConfig.Memory != 256<<20 || *ci.HostConfig.PidsLimit != 500 {
+		t.Fatalf("before reload: memory %d pids %v", ci.HostConfig.Memory, *ci.HostConfig.PidsLimit)
+	}
+
+	if err := os.WriteFile(cfgPath, []byte(doc("384m")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gw.Process.Signal(syscall.SIGHUP)
+	var mem int64
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		ci, err = docker.ContainerInspect(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mem = ci.HostConfig.Memory; mem == 384<<20 {
+			break
+		}
+	}
+	if mem != 384<<20 || ci.HostConfig.MemorySwap != 384<<20 {
+		t.Fatalf("after reload: memory %d swap %d, want 384 MiB both", mem, ci.HostConfig.MemorySwap)
+	}
+	if ci.ID != id || !ci.State.Running {
+		t.Errorf("after reload: container %s running %t, want the same %s running", ci.ID, ci.State.Running, id)
+	}
+	r := sshtest.Run(t, c.SSH(ctx, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"), nil)
+	if r.Stdout != "402653184\n" {
+		t.Errorf("cgroup limit in the container: %v", r)
+	}
+	// The session that ran across the reload is still there.
+	select {
+	case <-ended:
+		t.Error("the live session ended at the reload")
+	default:
+	}
+}
