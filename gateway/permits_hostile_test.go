@@ -1,0 +1,201 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/gateway"
+	"github.com/sygaldry/sygaldry/internal/sshtest"
+	"github.com/sygaldry/sygaldry/internal/testenv"
+	"github.com/sygaldry/sygaldry/link"
+)
+
+// hostileAgent stands for an agent the container's user has taken over:
+// whenever a session runs a command, it tries to open a channel of type typ
+// towards the client (an agent connection, a forwarded port), asked for or
+// not, and reports how the gateway answered.
+type hostileAgent struct {
+	target gateway.Target
+	typ    string
+	opened chan error
+}
+
+func (h *hostileAgent) Ensure(context.Context, config.Resolved, string, io.Writer) (gateway.Target, error) {
+	return h.target, nil
+}
+func (*hostileAgent) Acquire(string) {}
+func (*hostileAgent) Release(string) {}
+
+func startHostileAgent(t *testing.T, typ string) *hostileAgent {
+	t.Helper()
+	dir := testenv.ShortTempDir(t)
+	host := sshtest.NewKey(t, dir, "agent-host-key")
+	ns, err := link.PidNSOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, link.SocketName)
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	h := &hostileAgent{
+		target: gateway.Target{Name: "hostile", SocketPath: sock,
+			Peer: link.Peer{Container: "hostile", PidNS: ns, HostKey: host.Signer.PublicKey()}},
+		typ:    typ,
+		opened: make(chan error, 16),
+	}
+	cfg := &gossh.ServerConfig{NoClientAuth: true}
+	cfg.AddHostKey(host.Signer)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go h.serve(c, cfg)
+		}
+	}()
+	return h
+}
+
+func (h *hostileAgent) serve(c net.Conn, cfg *gossh.ServerConfig) {
+	sc, chans, reqs, err := gossh.NewServerConn(c, cfg)
+	if err != nil {
+		c.Close()
+		return
+	}
+	defer sc.Close()
+	go gossh.DiscardRequests(reqs)
+	for nc := range chans {
+		if nc.ChannelType() != "session" {
+			nc.Reject(gossh.Prohibited, "sessions only")
+			continue
+		}
+		ch, creqs, err := nc.Accept()
+		if err != nil {
+			continue
+		}
+		go func() {
+			defer ch.Close()
+			for r := range creqs {
+				r.Reply(true, nil)
+				if r.Type != "exec" {
+					continue
+				}
+				var extra []byte
+				switch h.typ {
+				case "forwarded-tcpip":
+					extra = gossh.Marshal(struct {
+						Addr     string
+						Port     uint32
+						OrigAddr string
+						OrigPort uint32
+					}{"127.0.0.1", 8080, "127.0.0.1", 40000})
+				case "forwarded-streamlocal@openssh.com":
+					extra = gossh.Marshal(struct{ Path, Reserved string }{"/tmp/s.sock", ""})
+				}
+				och, oreqs, err := sc.OpenChannel(h.typ, extra)
+				if err == nil {
+					go gossh.DiscardRequests(oreqs)
+					och.Close()
+				}
+				h.opened <- err
+				ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{0}))
+				return
+			}
+		}()
+	}
+}
+
+// The container is not trusted: channels its agent opens towards the client
+// (agent connections, remote-forwarded connections) are refused by the
+// gateway when the key may not have them, whether or not the client asked
+// for agent or port forwarding.
+func TestAgentChannelsFollowKeyRestrictions(t *testing.T) {
+	for _, tc := range []struct {
+		options, typ string
+		delivered    bool
+	}{
+		{"", "auth-agent@openssh.com", true},
+		{"no-agent-forwarding", "auth-agent@openssh.com", false},
+		{"", "forwarded-tcpip", true},
+		{"no-port-forwarding", "forwarded-tcpip", false},
+		{"", "forwarded-streamlocal@openssh.com", true},
+		{"restrict", "forwarded-streamlocal@openssh.com", false},
+	} {
+		t.Run(fmt.Sprintf("%s/%s", tc.typ, tc.options), func(t *testing.T) {
+			h := startHostileAgent(t, tc.typ)
+			dir := testenv.ShortTempDir(t)
+			alice := sshtest.NewKey(t, dir, "alice")
+			cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf(`
+[server]
+state_dir = %q
+[projects.zephyr]
+members = ["alice"]
+[users.alice]
+keys = [%q]
+`, filepath.Join(dir, "state"), tc.options+" "+alice.Authorized)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gw := &gateway.Server{Config: cfg, Containers: h, Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), nil))}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go gw.Serve(l)
+			t.Cleanup(func() { gw.Close() })
+
+			cl, err := dialGo(l.Addr().String(), "zephyr", alice.Signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			arrived := make(chan string, 4)
+			go func() {
+				for nc := range cl.HandleChannelOpen(tc.typ) {
+					arrived <- nc.ChannelType()
+					nc.Reject(gossh.ConnectionFailed, "test client")
+				}
+			}()
+			sess, err := cl.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.Close()
+			if err := sess.Run("anything"); err != nil {
+				t.Fatalf("session: %v", err)
+			}
+			var openErr error
+			select {
+			case openErr = <-h.opened:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the agent never tried to open its channel")
+			}
+			var got bool
+			select {
+			case <-arrived:
+				got = true
+			case <-time.After(200 * time.Millisecond):
+			}
+			if got != tc.delivered {
+				t.Fatalf("channel reached the client: %v, want %v (the agent's open: %v)", got, tc.delivered, openErr)
+			}
+			if oe, ok := openErr.(*gossh.OpenChannelError); !tc.delivered && (!ok || oe.Reason != gossh.Prohibited) {
+				t.Fatalf("refused open: %v, want administratively prohibited", openErr)
+			}
+		})
+	}
+}
