@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -115,19 +114,12 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 		p.onExit = func(kind string, payload []byte) {
 			switch kind {
 			case "exit-status":
-				if len(payload) >= 4 {
-					code := int(binary.BigEndian.Uint32(payload))
+				if code, err := decodeExitStatus(payload); err == nil {
 					sess.SetExit(&code, "")
 				}
 			case "exit-signal":
-				var sig struct {
-					Signal string
-					Core   bool
-					Msg    string
-					Lang   string
-				}
-				if gossh.Unmarshal(payload, &sig) == nil {
-					sess.SetExit(nil, sig.Signal)
+				if sig, err := decodeExitSignal(payload); err == nil {
+					sess.SetExit(nil, sig)
 				}
 			}
 		}
@@ -139,8 +131,8 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 func observeRequest(st *connState, sess *sessions.Session, accept []string, req *gossh.Request) bool {
 	switch req.Type {
 	case "env":
-		var e envRequest
-		if gossh.Unmarshal(req.Payload, &e) != nil {
+		e, err := decodeEnv(req.Payload)
+		if err != nil {
 			return false
 		}
 		if !acceptEnv(accept, e.Name) {
@@ -152,19 +144,21 @@ func observeRequest(st *connState, sess *sessions.Session, accept []string, req 
 	case "shell":
 		sess.SetKind("shell", "")
 	case "exec":
-		var c struct{ Command string }
-		if gossh.Unmarshal(req.Payload, &c) == nil {
-			sess.SetKind("exec", st.s.recordedCommand(c.Command))
+		command, err := decodeExec(req.Payload)
+		if err != nil {
+			return false
 		}
+		sess.SetKind("exec", st.s.recordedCommand(command))
 	case "subsystem":
-		var c struct{ Name string }
-		if gossh.Unmarshal(req.Payload, &c) == nil {
-			kind := "subsystem"
-			if c.Name == "sftp" {
-				kind = "sftp"
-			}
-			sess.SetKind(kind, c.Name)
+		name, err := decodeSubsystem(req.Payload)
+		if err != nil {
+			return false
 		}
+		kind := "subsystem"
+		if name == "sftp" {
+			kind = "sftp"
+		}
+		sess.SetKind(kind, name)
 	case "x11-req":
 		return false // no X11 channels are ever opened towards clients
 	}
@@ -243,22 +237,11 @@ func hostPort(a net.Addr) (string, string) {
 func forwardTarget(typ string, extra []byte) string {
 	switch typ {
 	case "direct-tcpip":
-		var d struct {
-			Host     string
-			Port     uint32
-			OrigHost string
-			OrigPort uint32
-		}
-		if gossh.Unmarshal(extra, &d) == nil {
+		if d, err := decodeDirectTCPIP(extra); err == nil {
 			return net.JoinHostPort(d.Host, strconv.Itoa(int(d.Port)))
 		}
 	case "direct-streamlocal@openssh.com":
-		var d struct {
-			Path      string
-			Reserved  string
-			Reserved2 uint32
-		}
-		if gossh.Unmarshal(extra, &d) == nil {
+		if d, err := decodeDirectStreamLocal(extra); err == nil {
 			return d.Path
 		}
 	}

@@ -338,6 +338,9 @@ func (st *connState) serveAgentChannels(typ string, in <-chan gossh.NewChannel, 
 			nc.Reject(gossh.Prohibited, "not permitted for this key")
 			continue
 		}
+		if !st.wellFormedAgentChannel(nc) { // payloads.go
+			continue
+		}
 		ch, reqs, err := c.OpenChannel(typ, nc.ExtraData())
 		if err != nil {
 			rejectAs(nc, err)
