@@ -166,9 +166,13 @@ revoked_keys = `+strconvQuote(revoked)))
 		}
 	}
 
-	// A plain file, re-read on reload: bob's and alice's plain keys.
+	// A plain file, re-read on reload: bob's and alice's plain keys. The
+	// reload also ends alice's live session (recheck.go asks the same
+	// authorization again).
+	live := startLive(t, ctx, w.client(w.alice))
 	writeFile(t, revoked, "# revoked\n"+w.bob.Authorized+"\n"+w.alice.Authorized+"\n")
 	w.reloadDoc(t, w.doc)
+	live.wait(20 * time.Second)
 	if login(w.bob) || login(w.alice) {
 		t.Errorf("keys listed in the revoked-keys file still log in")
 	}
