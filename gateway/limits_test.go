@@ -460,3 +460,21 @@ func TestPreLoginLogCutsLoginNames(t *testing.T) {
 		t.Errorf("the cut login does not show its start and length: %q", line)
 	}
 }
+
+// Closing the gateway ends the connections in the handshake and those
+// waiting for a slot at once, not after kex_timeout or login_grace_time.
+func TestCloseEndsUnauthenticatedConnections(t *testing.T) {
+	addr, _, _, gw := bareGatewayLog(t, "max_startups = 1", noContainers{}, testenv.LogWriter(t))
+	cs := silent(t, "127.0.0.1", addr, 2)
+	waitStartups(t, gw, 1, 1)
+	start := time.Now()
+	gw.Close()
+	for i, c := range cs {
+		if !closedWithin(c, 3*time.Second) {
+			t.Fatalf("connection %d (0: in the handshake, 1: waiting) outlived Close", i)
+		}
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+}

@@ -45,6 +45,7 @@ type startupGate struct {
 	active   int            // connections holding a slot
 	bySource map[string]int // slots held per source address
 	waiting  []*startupWaiter
+	holders  map[net.Conn]struct{} // connections holding a slot, closed by close
 	closed   bool
 	stop     chan struct{} // closed by close: waiters give up
 	dropRand func() int    // in [0, 100): the random early drop's draw; nil: math/rand
@@ -80,6 +81,7 @@ func limitsOf(c *config.Config) startupLimits {
 func (g *startupGate) init() {
 	if g.bySource == nil {
 		g.bySource = map[string]int{}
+		g.holders = map[net.Conn]struct{}{}
 		g.stop = make(chan struct{})
 	}
 }
@@ -180,7 +182,27 @@ func (g *startupGate) release(source string, lim startupLimits) {
 	}
 }
 
-// close refuses every waiting and future connection (server shutdown).
+// hold records that c holds a slot, so that close can end it; false when
+// the gate is closed already (c must then give its slot back).
+func (g *startupGate) hold(c net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.holders[c] = struct{}{}
+	return true
+}
+
+func (g *startupGate) unhold(c net.Conn) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.holders, c)
+}
+
+// close refuses every waiting and future connection and closes those in
+// the handshake (server shutdown: unauthenticated connections have no
+// sessions to drain).
 func (g *startupGate) close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -188,6 +210,9 @@ func (g *startupGate) close() {
 	if !g.closed {
 		g.closed = true
 		close(g.stop)
+	}
+	for c := range g.holders {
+		c.Close()
 	}
 }
 
@@ -231,7 +256,9 @@ func (s *Server) acceptConn(ctx ssh.Context, c net.Conn) net.Conn {
 	switch verdict {
 	case startupQueued:
 		if !s.startups.wait(w, grace) {
-			log.Info("closing connection: no handshake slot within login grace time", "grace", grace)
+			if !s.closing.Load() {
+				log.Info("closing connection: no handshake slot within login grace time", "grace", grace)
+			}
 			return nil
 		}
 	case startupQueueFull:
@@ -244,13 +271,13 @@ func (s *Server) acceptConn(ctx ssh.Context, c net.Conn) net.Conn {
 	case startupClosed:
 		return nil
 	}
-	if s.closing.Load() {
-		s.startups.release(source, lim)
+	if s.closing.Load() || !s.startups.hold(c) {
+		s.startups.release(source, limitsOf(s.conf()))
 		return nil
 	}
 	s.Metrics.connAccepted()
 	st := newConnState(s, ctx, c)
-	st.startup.gate, st.startup.source = &s.startups, source
+	st.startup.gate, st.startup.source, st.startup.conn = &s.startups, source, c
 	ctx.SetValue(connStateKey{}, st)
 	left := max(grace-time.Since(accepted), time.Millisecond)
 	st.grace = time.AfterFunc(left, func() {
@@ -289,6 +316,7 @@ func (s *Server) authBegun(ctx ssh.Context) string {
 type startupHold struct {
 	gate      *startupGate
 	source    string
+	conn      net.Conn
 	kex       *time.Timer
 	authBegun atomic.Bool
 	once      sync.Once
@@ -301,6 +329,7 @@ func (h *startupHold) release(s *Server) {
 			h.kex.Stop()
 		}
 		if h.gate != nil {
+			h.gate.unhold(h.conn)
 			h.gate.release(h.source, limitsOf(s.conf()))
 		}
 	})
