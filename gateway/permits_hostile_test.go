@@ -77,10 +77,15 @@ func (h *hostileAgent) serve(c net.Conn, cfg *gossh.ServerConfig) {
 		return
 	}
 	defer sc.Close()
-	go gossh.DiscardRequests(reqs)
+	go func() {
+		// Every forward request "succeeds": only the gateway refuses.
+		for r := range reqs {
+			r.Reply(true, nil)
+		}
+	}()
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
-			nc.Reject(gossh.Prohibited, "sessions only")
+			nc.Reject(gossh.ConnectionFailed, "nothing listens there")
 			continue
 		}
 		ch, creqs, err := nc.Accept()
@@ -195,6 +200,80 @@ keys = [%q]
 			}
 			if oe, ok := openErr.(*gossh.OpenChannelError); !tc.delivered && (!ok || oe.Reason != gossh.Prohibited) {
 				t.Fatalf("refused open: %v, want administratively prohibited", openErr)
+			}
+		})
+	}
+}
+
+// A key without port forwarding gets its -L (direct-tcpip), its
+// direct-streamlocal channels and its -R requests (tcpip-forward,
+// streamlocal-forward) refused by the gateway, before the agent is asked.
+func TestForwardRequestsFollowKeyRestrictions(t *testing.T) {
+	for _, options := range []string{"", "no-port-forwarding", "restrict"} {
+		t.Run("options="+options, func(t *testing.T) {
+			h := startHostileAgent(t, "none")
+			dir := testenv.ShortTempDir(t)
+			alice := sshtest.NewKey(t, dir, "alice")
+			cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf(`
+[server]
+state_dir = %q
+[projects.zephyr]
+members = ["alice"]
+[users.alice]
+keys = [%q]
+`, filepath.Join(dir, "state"), options+" "+alice.Authorized)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gw := &gateway.Server{Config: cfg, Containers: h, Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), nil))}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go gw.Serve(l)
+			t.Cleanup(func() { gw.Close() })
+			cl, err := dialGo(l.Addr().String(), "zephyr", alice.Signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+
+			allowed := options == ""
+			for typ, payload := range map[string][]byte{
+				"tcpip-forward": gossh.Marshal(struct {
+					Addr string
+					Port uint32
+				}{"127.0.0.1", 9000}),
+				"streamlocal-forward@openssh.com": gossh.Marshal(struct{ Path string }{"/tmp/fwd.sock"}),
+			} {
+				ok, _, err := cl.SendRequest(typ, true, payload)
+				if err != nil || ok != allowed {
+					t.Errorf("%s: granted %v (%v), want %v", typ, ok, err, allowed)
+				}
+			}
+			for typ, extra := range map[string][]byte{
+				"direct-tcpip": gossh.Marshal(struct {
+					Host     string
+					Port     uint32
+					OrigHost string
+					OrigPort uint32
+				}{"127.0.0.1", 8080, "127.0.0.1", 40000}),
+				"direct-streamlocal@openssh.com": gossh.Marshal(struct {
+					Path      string
+					Reserved  string
+					Reserved2 uint32
+				}{"/tmp/app.sock", "", 0}),
+			} {
+				_, _, err := cl.OpenChannel(typ, extra)
+				oe, ok := err.(*gossh.OpenChannelError)
+				if !ok {
+					t.Fatalf("%s: %v, want a refused open", typ, err)
+				}
+				// Allowed, the open reaches the agent (which has nothing
+				// there); refused, the gateway says prohibited.
+				if want := map[bool]gossh.RejectionReason{true: gossh.ConnectionFailed, false: gossh.Prohibited}[allowed]; oe.Reason != want {
+					t.Errorf("%s: %v, want reason %v", typ, oe, want)
+				}
 			}
 		})
 	}
