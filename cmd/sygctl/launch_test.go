@@ -171,11 +171,16 @@ func TestLaunchSameContainerAsGateway(t *testing.T) {
 	p.Image = r.image
 	labels := map[string]string{testenv.TestLabel: r.testID}
 	agent := filepath.Join(r.bin, "sygaldry-agent")
+	info, err := r.cl.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	want, err := container.BuildSpec(container.SpecInput{
 		Project: p, User: "tester", StorageRoot: r.root,
 		LinkDir: container.LinkDir(r.state, name), AgentPath: agent,
 		AgentKey: container.AgentKeyPath(r.state, name),
 		ImageID:  ii.ID, DisableGPUs: true, Labels: labels,
+		Host: container.HostInfo{CPUs: info.NCPU, Memory: info.MemTotal},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +200,10 @@ func TestLaunchSameContainerAsGateway(t *testing.T) {
 	if ci.Config.User != want.Config.User || ci.Config.Hostname != want.Config.Hostname ||
 		!reflect.DeepEqual(ci.Config.Env[:len(want.Config.Env)], want.Config.Env) ||
 		len(ci.HostConfig.DeviceRequests) != 0 || ci.HostConfig.ShmSize != want.HostConfig.ShmSize ||
-		!reflect.DeepEqual(ci.HostConfig.Ulimits, want.HostConfig.Ulimits) {
+		!reflect.DeepEqual(ci.HostConfig.Ulimits, want.HostConfig.Ulimits) ||
+		ci.HostConfig.NanoCPUs != want.HostConfig.NanoCPUs || ci.HostConfig.Memory != want.HostConfig.Memory ||
+		!reflect.DeepEqual(ci.HostConfig.PidsLimit, want.HostConfig.PidsLimit) || ci.HostConfig.NetworkMode != want.HostConfig.NetworkMode ||
+		!reflect.DeepEqual(ci.HostConfig.SecurityOpt, want.HostConfig.SecurityOpt) || !reflect.DeepEqual(ci.HostConfig.CapDrop, want.HostConfig.CapDrop) {
 		t.Errorf("container %+v\n%+v\ndiffers from spec %+v\n%+v", ci.Config, ci.HostConfig, want.Config, want.HostConfig)
 	}
 
