@@ -157,8 +157,7 @@ func (st *connState) permitSessionRequest(agent sessionRequestSender, req *gossh
 		}
 	case "env":
 		// The client must not choose what the forced command is told.
-		var e envRequest
-		if r.forced && gossh.Unmarshal(req.Payload, &e) == nil && e.Name == "SSH_ORIGINAL_COMMAND" {
+		if e, err := decodeEnv(req.Payload); r.forced && err == nil && e.Name == "SSH_ORIGINAL_COMMAND" {
 			return false
 		}
 	case "exec", "shell", "subsystem":
@@ -166,19 +165,17 @@ func (st *connState) permitSessionRequest(agent sessionRequestSender, req *gossh
 			return true
 		}
 		original, set := "", false
+		var err error
 		switch req.Type {
 		case "exec":
-			var c struct{ Command string }
-			if gossh.Unmarshal(req.Payload, &c) != nil {
-				return false
-			}
-			original, set = c.Command, true
+			original, err = decodeExec(req.Payload)
+			set = true
 		case "subsystem":
-			var c struct{ Name string }
-			if gossh.Unmarshal(req.Payload, &c) != nil {
-				return false
-			}
-			original, set = c.Name, true
+			original, err = decodeSubsystem(req.Payload)
+			set = true
+		}
+		if err != nil {
+			return false
 		}
 		if set {
 			ok, err := agent.SendRequest("env", true, gossh.Marshal(envRequest{"SSH_ORIGINAL_COMMAND", original}))
@@ -189,7 +186,7 @@ func (st *connState) permitSessionRequest(agent sessionRequestSender, req *gossh
 		}
 		st.log.Info("running the forced command instead", "requested", req.Type)
 		req.Type = "exec"
-		req.Payload = gossh.Marshal(struct{ Command string }{r.command})
+		req.Payload = gossh.Marshal(execRequest{r.command})
 	}
 	return true
 }
