@@ -159,7 +159,7 @@ func (s *Server) serveKill(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, _ := peerFrom(r.Context())
-	if req.Connection {
+	if req.Connection || sessions.IsConnID(id) {
 		s.log().Info("connection killed by admin", "id", id, "conn", resp.Conn, "reason", req.Reason, "peer_uid", p.uid)
 	} else {
 		s.log().Info("session killed by admin", "id", id, "reason", req.Reason, "peer_uid", p.uid)

@@ -23,6 +23,13 @@
 // no-agent-forwarding), certificate extensions and critical options
 // (permit-pty, permit-port-forwarding, permit-agent-forwarding,
 // force-command, source-address), and server.revoked_keys, as sshd does.
+//
+// Authorization stays true while a connection lives (recheck.go): every new
+// channel, global request and agent-opened channel re-checks the login
+// against the config in force, and a reload that withdraws a user's key,
+// certificate or membership ends that user's connections, each open session
+// told why in one line. A panic while serving a connection is recovered,
+// logged with its stack, and ends that connection only (panic.go).
 package gateway
 
 import (

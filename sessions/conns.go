@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -61,6 +62,17 @@ func (r *Registry) KillConn(id, reason string) (string, error) {
 	}
 	c.cancel(&KilledError{Reason: reason, Connection: true})
 	return connID, nil
+}
+
+// IsConnID reports whether id names a client connection ("c<N>", as the
+// gateway numbers them) rather than a session (a number).
+func IsConnID(id string) bool {
+	n, ok := strings.CutPrefix(id, "c")
+	if !ok || n == "" {
+		return false
+	}
+	_, err := strconv.ParseUint(n, 10, 64)
+	return err == nil
 }
 
 // MaxCommand bounds a command as the registry, the history and the logs

@@ -104,3 +104,11 @@ func TestCommandsAreCut(t *testing.T) {
 		t.Error("a command of exactly MaxCommand bytes was cut")
 	}
 }
+
+func TestIsConnID(t *testing.T) {
+	for id, want := range map[string]bool{"c1": true, "c42": true, "c": false, "7": false, "cx": false, "c-1": false, "C1": false} {
+		if got := IsConnID(id); got != want {
+			t.Errorf("IsConnID(%q) = %v", id, got)
+		}
+	}
+}

@@ -4,6 +4,10 @@
 // A session is one SSH channel a user opened through the gateway: a shell, a
 // command, an sftp subsystem, a port forward. Live entries can be killed; an
 // ended entry is appended to the history file with its exit status.
+//
+// The registry also holds the client connections (conns.go): one with no
+// channel open is listed as a row of kind "connection", and an admin can end
+// a whole connection. Commands are kept cut to MaxCommand bytes.
 package sessions
 
 import (

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sygaldry/sygaldry/admin/client"
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/sessions"
 )
 
 // envAdminSocket names the admin socket when neither --socket nor --config
@@ -231,24 +232,13 @@ func sessionsKill(af *adminFlags, args []string, stdout, stderr io.Writer) int {
 			return adminFail(stderr, "sessions kill", err)
 		case *wholeConn && conn != id:
 			fmt.Fprintf(stdout, "closed connection %s (of session %s)\n", termSafe(conn), termSafe(id))
-		case *wholeConn || isConnID(id):
+		case *wholeConn || sessions.IsConnID(id):
 			fmt.Fprintf(stdout, "closed connection %s\n", termSafe(id))
 		default:
 			fmt.Fprintf(stdout, "killed session %s\n", termSafe(id))
 		}
 	}
 	return rc
-}
-
-// isConnID reports whether id names a client connection ("c<N>") rather
-// than a session.
-func isConnID(id string) bool {
-	n, ok := strings.CutPrefix(id, "c")
-	if !ok || n == "" {
-		return false
-	}
-	_, err := strconv.ParseUint(n, 10, 64)
-	return err == nil
 }
 
 func sessionsHistory(af *adminFlags, args []string, stdout, stderr io.Writer) int {

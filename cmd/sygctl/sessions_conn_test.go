@@ -73,11 +73,3 @@ func TestSessionsConnections(t *testing.T) {
 		t.Fatalf("kill --conn without a connection: exit %d, %q", code, errs)
 	}
 }
-
-func TestIsConnID(t *testing.T) {
-	for id, want := range map[string]bool{"c1": true, "c42": true, "c": false, "7": false, "cx": false, "c-1": false} {
-		if got := isConnID(id); got != want {
-			t.Errorf("isConnID(%q) = %v", id, got)
-		}
-	}
-}
