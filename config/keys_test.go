@@ -218,3 +218,14 @@ func TestRevokedKeysLoad(t *testing.T) {
 		t.Fatalf("KRL: revoked(listed)=%v revoked(other)=%v", c.Revoked(pk), c.Revoked(other))
 	}
 }
+
+// A CA line takes no options (sshd's TrustedUserCAKeys): they would mean
+// nothing, so they are refused rather than ignored.
+func TestCAKeyOptionsRefused(t *testing.T) {
+	_, k := newKey(t)
+	doc := fmt.Sprintf("[server]\ntrusted_user_ca_keys = [\n  %q,\n  %q,\n]\n", k, `principals="alice" `+k)
+	_, err := Parse("gw.toml", []byte(doc))
+	if err == nil || !strings.Contains(err.Error(), `gw.toml:4: server.trusted_user_ca_keys[1]: options (principals="alice") are not supported`) {
+		t.Fatalf("CA line with options: %v", err)
+	}
+}

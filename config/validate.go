@@ -74,8 +74,13 @@ func (c *Config) validate() []validationError {
 		}
 	}
 	for i, k := range s.TrustedUserCAKeys {
-		if _, _, _, _, err := gossh.ParseAuthorizedKey([]byte(k)); err != nil {
-			bad("server.trusted_user_ca_keys", "server.trusted_user_ca_keys[%d]: not a public key line: %v", i, err)
+		_, _, opts, _, err := gossh.ParseAuthorizedKey([]byte(k))
+		if err != nil {
+			bad(fmt.Sprintf("server.trusted_user_ca_keys.%d", i), "server.trusted_user_ca_keys[%d]: not a public key line: %v", i, err)
+		} else if len(opts) > 0 {
+			// sshd's TrustedUserCAKeys takes bare keys; options here would
+			// be ignored, and nothing is accepted silently.
+			bad(fmt.Sprintf("server.trusted_user_ca_keys.%d", i), "server.trusted_user_ca_keys[%d]: options (%s) are not supported on a CA key", i, strings.Join(opts, ","))
 		}
 	}
 	for _, e := range s.AcceptEnv {
