@@ -141,6 +141,10 @@ type Server struct {
 type Docker struct {
 	Host        string `toml:"host"`         // empty: DOCKER_HOST, else the local socket
 	StorageRoot string `toml:"storage_root"` // empty: /mnt/data_infra/zephyr_container_infra
+
+	// NetworkPool is an IPv4 range the containers' own networks take a /28
+	// each from (limits.go); empty: the engine's address pools.
+	NetworkPool string `toml:"network_pool"`
 }
 
 // Settings are the container settings a project takes from [defaults] and may

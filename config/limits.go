@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -331,4 +332,32 @@ func (p PidsLimit) OrDefault() PidsLimit {
 		return PidsLimit{Set: true, Max: DefaultPidsLimit}
 	}
 	return p
+}
+
+// NetworkSubnetBits is the size of the subnet each container's network takes
+// from docker.network_pool: /28, 14 addresses, one of them the container's.
+const NetworkSubnetBits = 28
+
+// NetworkPool parses docker.network_pool; the zero Prefix means "the
+// engine's pools".
+func NetworkPool(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil || !p.Addr().Is4():
+		return netip.Prefix{}, fmt.Errorf("%q: want an IPv4 range like \"10.213.0.0/16\"", s)
+	case p != p.Masked():
+		return netip.Prefix{}, fmt.Errorf("%q: host bits set (the range starts at %s)", s, p.Masked())
+	case p.Bits() > NetworkSubnetBits:
+		return netip.Prefix{}, fmt.Errorf("%q: smaller than one /%d", s, NetworkSubnetBits)
+	}
+	return p, nil
+}
+
+func validateNetworkPool(s string, bad func(path, format string, args ...any)) {
+	if _, err := NetworkPool(s); err != nil {
+		bad("docker.network_pool", "docker.network_pool %v", err)
+	}
 }

@@ -101,3 +101,21 @@ func TestIsolationErrorsNameFileAndLine(t *testing.T) {
 		t.Errorf("project memory: err = %v", err)
 	}
 }
+
+func TestNetworkPoolSetting(t *testing.T) {
+	c, err := Parse("t.toml", []byte("[docker]\nnetwork_pool = \"10.213.0.0/16\"\n"))
+	if err != nil || c.Docker.NetworkPool != "10.213.0.0/16" {
+		t.Fatalf("parse: %v %+v", err, c)
+	}
+	for _, tt := range []struct{ value, want string }{
+		{"10.213.0.1/16", `t.toml:3: docker.network_pool "10.213.0.1/16": host bits set`},
+		{"10.213.0.0/29", `t.toml:3: docker.network_pool "10.213.0.0/29": smaller than one /28`},
+		{"fd00::/64", `t.toml:3: docker.network_pool "fd00::/64": want an IPv4 range`},
+		{"lots", `t.toml:3: docker.network_pool "lots": want an IPv4 range`},
+	} {
+		_, err := Parse("t.toml", []byte("\n[docker]\nnetwork_pool = \""+tt.value+"\"\n"))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want %q", tt.value, err, tt.want)
+		}
+	}
+}

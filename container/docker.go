@@ -35,6 +35,7 @@ type dockerAPI interface {
 	NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error)
 	NetworkInspect(ctx context.Context, id string, options network.InspectOptions) (network.Inspect, error)
 	NetworkRemove(ctx context.Context, id string) error
+	NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error)
 }
 
 var _ dockerAPI = (*client.Client)(nil)

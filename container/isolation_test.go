@@ -3,6 +3,7 @@ package container
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -196,5 +197,38 @@ func TestForeignNetworkRefused(t *testing.T) {
 		if len(r.containers(p.Name, "alice")) != 0 {
 			t.Errorf("%s: a container was made", tt.name)
 		}
+	}
+}
+
+// With docker.network_pool, each network takes the next free /28 of it, and
+// a full pool is refused with a clear line rather than spilling elsewhere.
+func TestNetworkPool(t *testing.T) {
+	pool := netip.MustParsePrefix("10.213.77.0/27") // two /28s
+	r := newRig(t, func(o *Options) { o.NetworkPool = pool })
+	p := r.project()
+	ctx := context.Background()
+	seen := map[string]bool{}
+	for _, user := range []string{"alice", "bob"} {
+		inst, _ := r.ensure(p, user)
+		nw, err := r.cl.NetworkInspect(ctx, inst.Name, network.InspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(nw.IPAM.Config) != 1 {
+			t.Fatalf("%s: IPAM %+v", user, nw.IPAM.Config)
+		}
+		sub := netip.MustParsePrefix(nw.IPAM.Config[0].Subnet)
+		if sub.Bits() != 28 || !pool.Contains(sub.Addr()) || seen[sub.String()] {
+			t.Errorf("%s: subnet %s, want a new /28 of %s", user, sub, pool)
+		}
+		seen[sub.String()] = true
+		ip := r.inspect(inst.ID).NetworkSettings.Networks[inst.Name].IPAddress
+		if a, err := netip.ParseAddr(ip); err != nil || !sub.Contains(a) {
+			t.Errorf("%s: container address %q outside %s", user, ip, sub)
+		}
+	}
+	_, err := r.m.Ensure(ctx, p, "carol", nil)
+	if err == nil || !strings.Contains(UserMessage(err), "no address range is left") {
+		t.Errorf("third network in a pool of two: %v", err)
 	}
 }

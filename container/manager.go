@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -35,6 +36,10 @@ type Options struct {
 
 	// DisableGPUs attaches no GPUs whatever the projects say (SYGALDRY_GPU=false).
 	DisableGPUs bool
+
+	// NetworkPool is the IPv4 range the containers' own networks take a /28
+	// each from (networks.go); the zero value: the engine's address pools.
+	NetworkPool netip.Prefix
 
 	// Ulimits replace DefaultUlimits (nil: the defaults, see SpecInput), for
 	// engines that may not raise memlock; GPU containers then may not suit
@@ -69,6 +74,7 @@ func OptionsFromConfig(c *config.Config) Options {
 		StateDir:    c.Server.StateDir,
 		AgentPath:   c.Server.AgentPath,
 		IdleStop:    c.Server.IdleStop.D,
+		NetworkPool: networkPool(c.Docker.NetworkPool),
 		Projects:    c.Project,
 	}
 }
@@ -101,7 +107,8 @@ type Manager struct {
 	locks  keyedLocks // per container name and per image
 
 	hostMu sync.Mutex
-	host   HostInfo // the engine host's size, once asked (networks.go)
+	host   HostInfo   // the engine host's size, once asked (networks.go)
+	netMu  sync.Mutex // one network subnet allocation at a time (networks.go)
 
 	mu     sync.Mutex
 	uses   map[string]*use

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
+	"slices"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -70,20 +72,22 @@ func (m *Manager) ensureNetwork(ctx context.Context, log *slog.Logger, spec Spec
 	case !cerrdefs.IsNotFound(err):
 		return fmt.Errorf("inspect network %s: %w", spec.Network, err)
 	}
-	_, err = m.api.NetworkCreate(ctx, spec.Network, network.CreateOptions{
+	subnet, err := m.createNetwork(ctx, spec.Network, network.CreateOptions{
 		Driver:  "bridge",
 		Options: map[string]string{iccOption: "false"},
 		Labels:  m.networkLabels(spec),
 	})
 	switch {
 	case err == nil:
-		log.Info("created network", "network", spec.Network)
+		log.Info("created network", "network", spec.Network, "subnet", subnet)
 		return nil
 	case cerrdefs.IsConflict(err):
 		return nil // made meanwhile by another process (sygctl launch); checked at the next create
+	case errors.Is(err, errPoolFull):
+		return userErr(nil, err, "no address range is left for the network of %s; the administrator should make docker.network_pool larger", spec.Name)
 	case strings.Contains(err.Error(), "non-overlapping") || strings.Contains(err.Error(), "address pool"):
 		return userErr(nil, fmt.Errorf("create network %s: %w", spec.Network, err),
-			"the Docker engine has no address range left for the network of %s; the administrator should give dockerd more (default-address-pools in daemon.json)", spec.Name)
+			"the Docker engine has no address range left for the network of %s; the administrator should set docker.network_pool, or give dockerd more (default-address-pools in daemon.json)", spec.Name)
 	}
 	return userErr(nil, fmt.Errorf("create network %s: %w", spec.Network, err),
 		"the network of %s could not be created; the administrator can find the details in the gateway log", spec.Name)
@@ -210,4 +214,55 @@ func (m *Manager) ownNetwork(ctx context.Context, id string) string {
 		return ""
 	}
 	return name
+}
+
+// errPoolFull: every /28 of docker.network_pool is taken.
+var errPoolFull = errors.New("network pool exhausted")
+
+func networkPool(s string) netip.Prefix {
+	p, _ := config.NetworkPool(s) // validated at load
+	return p
+}
+
+// createNetwork creates a network, in the next free /28 of NetworkPool when
+// one is configured (the engine's own pools hold about 30 networks). A /28
+// another process took meanwhile is skipped; the engine refuses overlaps.
+func (m *Manager) createNetwork(ctx context.Context, name string, opts network.CreateOptions) (string, error) {
+	pool := m.opts.NetworkPool
+	if !pool.IsValid() {
+		_, err := m.api.NetworkCreate(ctx, name, opts)
+		return "", err
+	}
+	m.netMu.Lock()
+	defer m.netMu.Unlock()
+	nws, err := m.api.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		return "", fmt.Errorf("list networks: %w", err)
+	}
+	var used []netip.Prefix
+	for _, n := range nws {
+		for _, c := range n.IPAM.Config {
+			if p, err := netip.ParsePrefix(c.Subnet); err == nil {
+				used = append(used, p)
+			}
+		}
+	}
+	step := uint32(1) << (32 - config.NetworkSubnetBits)
+	first := pool.Addr().As4()
+	base := uint32(first[0])<<24 | uint32(first[1])<<16 | uint32(first[2])<<8 | uint32(first[3])
+	count := uint32(1) << (config.NetworkSubnetBits - pool.Bits())
+	for i := uint32(0); i < count; i++ {
+		a := base + i*step
+		sub := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), config.NetworkSubnetBits)
+		if slices.ContainsFunc(used, sub.Overlaps) {
+			continue
+		}
+		opts.IPAM = &network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: sub.String()}}}
+		_, err := m.api.NetworkCreate(ctx, name, opts)
+		if err != nil && strings.Contains(strings.ToLower(err.Error()), "overlap") {
+			continue // taken by a network made since the list
+		}
+		return sub.String(), err
+	}
+	return "", fmt.Errorf("create network %s: %w: %s", name, errPoolFull, pool)
 }
