@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 DEV_IMAGE ?= sygaldry/zephyr:dev
 
-.PHONY: all build run test test-short check bench depgraph clean
+.PHONY: all build run test test-short fuzz-short check bench depgraph clean
 
 all: build
 
@@ -26,6 +26,12 @@ check:
 # client. Needs root, a running engine, and the packages .ci/run installs.
 test: check build
 	$(GO) test -count=1 -timeout 45m ./...
+	$(MAKE) fuzz-short
+
+# A short run of each go test -fuzz target (payload decoders, config
+# parser, name rules); go test above already ran their seed corpora.
+fuzz-short:
+	GO=$(GO) bash scripts/fuzz-short.sh
 
 test-short: build
 	$(GO) test -count=1 -short ./...
