@@ -63,10 +63,23 @@ func (p *pipe) recoverPanic(where string) {
 	}
 }
 
-// guardConfig wraps the authentication callback, which x/crypto runs on the
-// connection's goroutine: a panic there refuses the login. A successful
-// login is recorded for later re-checks (loggedIn).
-func (s *Server) guardConfig(ctx ssh.Context, cfg *gossh.ServerConfig) *gossh.ServerConfig {
+// guardConfig builds the connection's server config with build, and wraps
+// its authentication callback; both run on the connection's goroutine. A
+// panic in either refuses the login. A successful login is recorded for
+// later re-checks (loggedIn).
+func (s *Server) guardConfig(ctx ssh.Context, build func(ssh.Context) *gossh.ServerConfig) (cfg *gossh.ServerConfig) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.panicked(nil, "server config", v)
+			cfg = &gossh.ServerConfig{
+				VerifiedPublicKeyCallback: func(gossh.ConnMetadata, gossh.PublicKey, *gossh.Permissions, string) (*gossh.Permissions, error) {
+					return nil, errDenied
+				},
+			}
+		}
+	}()
+	hookPoint("config", "") // before the handshake: no login name yet
+	cfg = build(ctx)
 	verify := cfg.VerifiedPublicKeyCallback
 	if verify == nil {
 		return cfg

@@ -28,7 +28,9 @@ func TestPanicEndsOnlyThatConnection(t *testing.T) {
 	var armed atomic.Value // the point that panics next, once
 	armed.Store("")
 	gateway.SetTestHook(t, func(point, project string) {
-		if project == w.project && armed.CompareAndSwap(point, "") {
+		// "config" runs before the login name is known; nothing else
+		// connects meanwhile.
+		if (project == w.project || point == "config") && armed.CompareAndSwap(point, "") {
 			panic("injected at " + point)
 		}
 	})
@@ -38,6 +40,7 @@ func TestPanicEndsOnlyThatConnection(t *testing.T) {
 		args         []string
 		told         bool // a session was open to tell the user
 	}{
+		{"config", "server config", []string{"echo hi"}, false},
 		{"auth", "authentication", []string{"echo hi"}, false},
 		{"channel", "channel session", []string{"echo hi"}, false},
 		{"client-request", "client requests", []string{"echo hi"}, true},

@@ -139,7 +139,7 @@ func (s *Server) newSSHServer() *ssh.Server {
 		PublicKeyHandler: s.guardKey(s.precheckKey),
 		ConnCallback:     s.guardAccept(s.acceptConn),
 		ServerConfigCallback: func(ctx ssh.Context) *gossh.ServerConfig {
-			return s.guardConfig(ctx, s.serverConfig(ctx))
+			return s.guardConfig(ctx, s.serverConfig)
 		},
 		BannerHandler: s.authBegun, // the key exchange is over (prelogin.go)
 		ConnectionFailedCallback: func(c net.Conn, err error) {
