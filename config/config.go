@@ -161,7 +161,7 @@ type Settings struct {
 	CPUs      CPUs      `toml:"cpus"`       // 4.5 | "50%" of the host | "unlimited"; unset: 90%
 	Memory    Memory    `toml:"memory"`     // "32g" | "80%" of the host | "unlimited"; swap set equal; unset: 80%
 	PidsLimit PidsLimit `toml:"pids_limit"` // processes in the container | "unlimited"; unset: 4096
-	Network   string    `toml:"network"`    // "isolated" | "none"; empty: isolated
+	Network   string    `toml:"network"`    // "isolated" | "isolated-no-host" | "none"; empty: isolated
 	CapAdd    []string  `toml:"cap_add"`    // capabilities kept (all others dropped); appended to the defaults' ones
 
 	Env    map[string]string `toml:"env"`    // extra container environment; project keys override defaults

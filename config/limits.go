@@ -22,7 +22,8 @@ import (
 //     containers working. A change is applied to running containers on
 //     reload (the engine's update call) without recreating them.
 //   - network: "isolated" gives each container a bridge network of its own
-//     with inter-container traffic off; "none" gives it loopback only.
+//     with inter-container traffic off; "isolated-no-host" also drops what
+//     it sends to the host itself; "none" gives it loopback only.
 //   - cap_add: capabilities kept on top of the empty default set (all are
 //     dropped, and no-new-privileges is always on).
 
@@ -37,8 +38,9 @@ const (
 
 // Network modes.
 const (
-	NetworkIsolated = "isolated" // own bridge network, icc off; reaches the internet and the host
-	NetworkNone     = "none"     // loopback only: no internet, no host, no other container
+	NetworkIsolated       = "isolated"         // own bridge network, icc off; reaches the internet and the host
+	NetworkIsolatedNoHost = "isolated-no-host" // the same, and a firewall rule drops what it sends to the host
+	NetworkNone           = "none"             // loopback only: no internet, no host, no other container
 )
 
 // Unlimited is how a limit is switched off; it must be spelled out.
@@ -269,9 +271,9 @@ func validateIsolation(key string, s Settings, bad func(path, format string, arg
 		bad(key+".pids_limit", "%s.pids_limit: %s", key, s.PidsLimit.err)
 	}
 	switch s.Network {
-	case "", NetworkIsolated, NetworkNone:
+	case "", NetworkIsolated, NetworkIsolatedNoHost, NetworkNone:
 	default:
-		bad(key+".network", "%s.network %q: want %q or %q", key, s.Network, NetworkIsolated, NetworkNone)
+		bad(key+".network", "%s.network %q: want %q, %q or %q", key, s.Network, NetworkIsolated, NetworkIsolatedNoHost, NetworkNone)
 	}
 	for _, c := range s.CapAdd {
 		if _, ok := CapabilityName(c); !ok {

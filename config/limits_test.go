@@ -83,8 +83,8 @@ func TestIsolationErrorsNameFileAndLine(t *testing.T) {
 		{`pids_limit = 0`, `t.toml:3: defaults.pids_limit: 0: at least 16`},
 		{`pids_limit = -1`, `t.toml:3: defaults.pids_limit: -1: at least 16`},
 		{`pids_limit = "many"`, `t.toml:3: defaults.pids_limit: "many": want a count`},
-		{`network = "bridge"`, `t.toml:3: defaults.network "bridge": want "isolated" or "none"`},
-		{`network = "host"`, `t.toml:3: defaults.network "host": want "isolated" or "none"`},
+		{`network = "bridge"`, `t.toml:3: defaults.network "bridge": want "isolated", "isolated-no-host" or "none"`},
+		{`network = "host"`, `t.toml:3: defaults.network "host": want "isolated", "isolated-no-host" or "none"`},
 		{`cap_add = ["ALL"]`, `t.toml:3: defaults.cap_add: unknown capability "ALL"`},
 		{`cap_add = ["CAP_FLY"]`, `t.toml:3: defaults.cap_add: unknown capability "CAP_FLY"`},
 	}

@@ -22,8 +22,10 @@ import (
 //   - Network "isolated": a bridge network of the container's own (named
 //     like the container, inter-container traffic off), so no container
 //     reaches another one; it still reaches the internet and the host's own
-//     addresses (the bridge gateway included). "none": loopback only. Port
-//     forwards work in both, as the agent dials from inside the container.
+//     addresses (the bridge gateway included). "isolated-no-host": the same
+//     plus a firewall rule dropping what it sends to the host (nohost.go).
+//     "none": loopback only. Port forwards work in all three, as the agent
+//     dials from inside the container.
 //   - no-new-privileges, and every capability dropped but the project's
 //     cap_add: processes run as the container user, so setuid binaries and
 //     file capabilities are what would raise privileges, and both are off.
@@ -157,13 +159,15 @@ func applyIsolation(hc *container.HostConfig, s config.Settings, name string, ho
 	hc.CapAdd = caps
 	hc.SecurityOpt = slices.Clone(SecurityOpts)
 	switch mode := or(s.Network, config.DefaultNetwork); mode {
-	case config.NetworkIsolated:
+	case config.NetworkIsolated, config.NetworkIsolatedNoHost:
+		// The same network; the host block is a firewall rule (nohost.go),
+		// switched live.
 		hc.NetworkMode = container.NetworkMode(name)
 		network = name
 	case config.NetworkNone:
 		hc.NetworkMode = "none"
 	default:
-		return "", fmt.Errorf("network %q: want %q or %q", mode, config.NetworkIsolated, config.NetworkNone)
+		return "", fmt.Errorf("network %q: want %q, %q or %q", mode, config.NetworkIsolated, config.NetworkIsolatedNoHost, config.NetworkNone)
 	}
 	return network, nil
 }

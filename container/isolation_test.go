@@ -3,7 +3,11 @@ package container
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -230,5 +234,70 @@ func TestNetworkPool(t *testing.T) {
 	_, err := r.m.Ensure(ctx, p, "carol", nil)
 	if err == nil || !strings.Contains(UserMessage(err), "no address range is left") {
 		t.Errorf("third network in a pool of two: %v", err)
+	}
+}
+
+// network = "isolated-no-host" drops what the container sends to the host
+// (here: a listener of this test on all host addresses, reached through the
+// bridge gateway), and switching it off and on takes effect on the running
+// container, through Ensure and through ApplyLimits (reload).
+func TestNetworkNoHost(t *testing.T) {
+	if _, err := exec.LookPath("iptables"); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs iptables and root, as the gateway has")
+	}
+	r := newRig(t, nil)
+	l, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("host\n"))
+			c.Close()
+		}
+	}()
+	port := l.Addr().(*net.TCPAddr).Port
+
+	p := r.project()
+	p.Network = config.NetworkIsolatedNoHost
+	inst, _ := r.ensure(p, "alice")
+	ctx := context.Background()
+	nw, err := r.cl.NetworkInspect(ctx, inst.Name, network.InspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bridge := bridgeOf(nw)
+	t.Cleanup(func() { deleteRule(context.Background(), []string{hostChain, "-i", bridge, "-j", "DROP"}) })
+	gw := nw.IPAM.Config[0].Gateway
+	probe := fmt.Sprintf(`python3 -c "
+import socket
+try:
+    s = socket.create_connection(('%s', %d), timeout=3); print(s.recv(16).decode().strip())
+except OSError: print('unreachable')"`, gw, port)
+	if out := run(t, inst, probe); out != "unreachable\n" {
+		t.Errorf("isolated-no-host: the host at %s answered %q", gw, out)
+	}
+
+	p.Network = config.NetworkIsolated
+	inst2, _ := r.ensure(p, "alice")
+	if inst2.ID != inst.ID {
+		t.Errorf("switching the host block recreated the container")
+	}
+	if out := run(t, inst, probe); out != "host\n" {
+		t.Errorf("isolated: the host at %s: %q, want its answer", gw, out)
+	}
+
+	cfg := &config.Config{Projects: map[string]*config.Project{p.Name: {Members: []string{"alice"}, Settings: p.Settings}}}
+	cfg.Projects[p.Name].Network = config.NetworkIsolatedNoHost
+	if err := r.m.ApplyLimits(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, inst, probe); out != "unreachable\n" {
+		t.Errorf("after a reload to isolated-no-host: %q", out)
 	}
 }

@@ -103,6 +103,9 @@ func (m *Manager) create(ctx context.Context, log *slog.Logger, p config.Resolve
 	if err := m.ensureNetwork(ctx, log, spec); err != nil {
 		return "", err
 	}
+	if err := m.syncHostBlock(ctx, log, spec.Network, p.Network == config.NetworkIsolatedNoHost); err != nil {
+		return "", userErr(nil, err, "the network of %s could not be closed to the host; the administrator can find the details in the gateway log", spec.Name)
+	}
 	fmt.Fprintf(progress, "Creating container %s from %s ...\n", spec.Name, spec.Image)
 	resp, err := m.api.ContainerCreate(ctx, spec.Config, spec.HostConfig, nil, nil, spec.Name)
 	if err != nil {

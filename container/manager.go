@@ -318,9 +318,13 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 		}
 		return m.startAndWait(ctx, log, p, spec, id, spec.Config.Labels[LabelAgentKey], progress)
 	}
-	// Kept: its limits follow the configuration without a recreation.
+	// Kept: its limits and host block follow the configuration without a
+	// recreation. A host block that cannot be put in place stops the login.
 	if err := m.applyLimits(ctx, log, cur.id, limitsOf(spec.HostConfig)); err != nil {
 		log.Warn("container limits not updated; it keeps its old ones", "err", err)
+	}
+	if err := m.syncHostBlock(ctx, log, spec.Network, p.Network == config.NetworkIsolatedNoHost); err != nil {
+		return nil, userErr(nil, err, "the network of %s could not be closed to the host; the administrator can find the details in the gateway log", spec.Name)
 	}
 	switch cur.state {
 	case "running", "restarting":

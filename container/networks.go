@@ -106,6 +106,14 @@ func (m *Manager) removeNetwork(ctx context.Context, name string) error {
 	if nw.Labels[LabelManaged] != "true" {
 		return nil
 	}
+	if b := bridgeOf(nw); b != "" {
+		m.netMu.Lock()
+		err := deleteRule(ctx, []string{hostChain, "-i", b, "-j", "DROP"})
+		m.netMu.Unlock()
+		if err != nil {
+			m.log.Warn("delete the host block of a removed network", "network", name, "err", err)
+		}
+	}
 	if err := m.api.NetworkRemove(ctx, nw.ID); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove network %s: %w", name, err)
 	}
@@ -136,8 +144,9 @@ func (m *Manager) applyLimits(ctx context.Context, log *slog.Logger, id string, 
 	return nil
 }
 
-// ApplyLimits puts the limits of cfg in force on every managed container of
-// a configured project, running or stopped, without recreating any (the
+// ApplyLimits puts the limits and the host block (network =
+// "isolated-no-host") of cfg in force on every managed container of a
+// configured project, running or stopped, without recreating any (the
 // gateway calls it after a reload). A limit switched on or off waits for the
 // container's recreation (see isolation.go). Errors are joined; each
 // container is tried.
@@ -173,6 +182,12 @@ func (m *Manager) ApplyLimits(ctx context.Context, cfg *config.Config) error {
 		if err := m.applyLimitsLocked(ctx, log, c.name, c.id, lim); err != nil {
 			log.Warn("apply limits", "err", err)
 			errs = append(errs, err)
+		}
+		if network := m.ownNetwork(ctx, c.id); network != "" {
+			if err := m.syncHostBlock(ctx, log, network, p.Network == config.NetworkIsolatedNoHost); err != nil {
+				log.Warn("host block", "err", err)
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
