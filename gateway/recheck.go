@@ -59,8 +59,19 @@ func (s *Server) loggedIn(ctx ssh.Context, perms *gossh.Permissions, key gossh.P
 // revocation says why the identity recorded at login does not hold under
 // the config in force, or "" when it still does.
 func (s *Server) revocation(ext map[string]string, remote net.Addr) string {
-	cfg := s.conf()
 	user, project := ext[extUser], ext[extProject]
+	key, err := gossh.ParsePublicKey([]byte(ext[extKeyBlob]))
+	if err != nil {
+		return "the key of the login was not recorded"
+	}
+	// The whole login decision again, so that whatever it checks (user,
+	// key or CA and principal, membership, revoked keys, key options)
+	// holds for the life of the connection.
+	if got, ok := s.authorize(project, key, remote); ok && got == user {
+		return ""
+	}
+	// Only the reason for the log is worked out here.
+	cfg := s.conf()
 	if _, ok := cfg.Users[user]; !ok {
 		return "user " + user + " is no longer configured"
 	}
@@ -71,17 +82,7 @@ func (s *Server) revocation(ext map[string]string, remote net.Addr) string {
 	if !p.IsMember(user) {
 		return user + " is no longer a member of " + project
 	}
-	key, err := gossh.ParsePublicKey([]byte(ext[extKeyBlob]))
-	if err != nil {
-		return "the key of the login was not recorded"
-	}
-	// The whole login decision again, so that whatever it checks (CA,
-	// principals, revoked keys, key options) holds for the life of the
-	// connection.
-	if got, ok := s.authorize(project, key, remote); !ok || got != user {
-		return "the key or certificate " + gossh.FingerprintSHA256(key) + " no longer authenticates " + user
-	}
-	return ""
+	return "the key or certificate " + gossh.FingerprintSHA256(key) + " no longer authenticates " + user
 }
 
 // stillAuthorized returns nil while the connection may open channels and

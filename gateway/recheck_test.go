@@ -130,7 +130,8 @@ func TestReloadRevokingKeyEndsConnections(t *testing.T) {
 // not his connection to another project he still belongs to.
 func TestReloadRemovingMembershipEndsOnlyThatProject(t *testing.T) {
 	extra := testenv.UniqueName("x")
-	w := newWorld(t, withTailTOML("[projects."+extra+"]\nmembers = [\"bob\"]"))
+	logs := &testenv.SyncBuffer{}
+	w := newWorld(t, withLogs(logs), withTailTOML("[projects."+extra+"]\nmembers = [\"bob\"]"))
 	ctx := ctxT(t, 3*time.Minute)
 	inProject := startLive(t, ctx, w.client(w.bob))
 	elsewhere, _ := startBackground(t, ctx, w, w.client(w.bob, extra), "bob", "-N", "--")
@@ -140,6 +141,9 @@ func TestReloadRemovingMembershipEndsOnlyThatProject(t *testing.T) {
 	inProject.wait(20 * time.Second)
 	if !strings.Contains(inProject.stderr.String(), "your access to "+w.project+" was withdrawn") {
 		t.Errorf("bob was not told: %q", inProject.stderr.String())
+	}
+	if !strings.Contains(logs.String(), "bob is no longer a member of "+w.project) {
+		t.Errorf("the admin log does not say why:\n%s", logs)
 	}
 	time.Sleep(500 * time.Millisecond)
 	if !elsewhere.running() {
@@ -340,5 +344,32 @@ func waitHistory(t *testing.T, w *world, n int) []sessions.Info {
 		if time.Now().After(deadline) {
 			t.Fatalf("history has %d records, want %d", len(h), n)
 		}
+	}
+}
+
+// A reload that stops trusting a CA ends the connections its certificates
+// authenticated; the same user's key-authenticated session goes on.
+func TestReloadDistrustingCAEndsCertificateConnections(t *testing.T) {
+	sshtest.Require(t, "ssh-keygen")
+	dir := testenv.ShortTempDir(t)
+	ca, caPub := newCA(t, dir, "team-ca")
+	trust := `trusted_user_ca_keys = [` + strconvQuote(caPub) + `]`
+	w := newWorld(t, withServerTOML(trust))
+	ctx := ctxT(t, 3*time.Minute)
+	cert := certKey(t, dir, "alice-laptop", ca, "-n", "alice", "-V", "-5m:+1h")
+	byKey := startLive(t, ctx, w.client(w.alice))
+	byCert := startLive(t, ctx, w.client(cert))
+	tunnel, _ := startBackground(t, ctx, w, w.client(cert), "alice", "-N", "--")
+
+	w.reload(strings.Replace(w.doc, trust, "trusted_user_ca_keys = []", 1))
+
+	byCert.wait(20 * time.Second)
+	tunnel.wait(20 * time.Second)
+	if !strings.Contains(byCert.stderr.String(), "your access to "+w.project+" was withdrawn") {
+		t.Errorf("the certificate's user was not told: %q", byCert.stderr.String())
+	}
+	time.Sleep(500 * time.Millisecond)
+	if !byKey.running() {
+		t.Errorf("alice's key-authenticated session ended too: %q", byKey.stderr.String())
 	}
 }
