@@ -56,6 +56,12 @@ func (r *rig) execRoot(id string, cmd ...string) string {
 func TestContainerLimitsAndHardening(t *testing.T) {
 	r := newRig(t, nil)
 	p := r.limited()
+	// Pre-existing, readable by all (an admin's mkdir): tightened.
+	for _, d := range []string{r.opts.StorageRoot, r.opts.StateDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	inst, _ := r.ensure(p, "alice")
 
 	hc := r.inspect(inst.ID).HostConfig

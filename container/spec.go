@@ -4,6 +4,13 @@
 // for the agent, recreate when the spec changed and nobody is inside, stop
 // when idle. The gateway and `sygctl launch` both go through it, so the local
 // launcher and the gateway give the same container.
+//
+// Every container is isolated (isolation.go): cpus, memory and pids limits
+// (updated live by ApplyLimits on reload), a bridge network of its own with
+// inter-container traffic off (networks.go; "isolated-no-host" also drops
+// traffic to the host, nohost.go; or "none"), no-new-privileges and all
+// capabilities dropped but the project's cap_add, and the storage
+// directories above its mounts root's only (hostmodes.go).
 package container
 
 import (
