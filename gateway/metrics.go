@@ -98,6 +98,9 @@ func (l liveSessions) Describe(ch chan<- *prometheus.Desc) { ch <- liveDesc }
 func (l liveSessions) Collect(ch chan<- prometheus.Metric) {
 	counts := map[[2]string]int{}
 	for _, in := range l.r.List() {
+		if in.Kind == sessions.KindConnection {
+			continue // a connection with no channel open: not a channel
+		}
 		counts[[2]string{in.Project, in.Kind}]++
 	}
 	for k, n := range counts {

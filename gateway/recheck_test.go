@@ -249,6 +249,20 @@ func TestAdminListsAndKillsConnections(t *testing.T) {
 		c.Started.IsZero() || !strings.HasPrefix(c.ID, "c") {
 		t.Errorf("connection row %+v", c)
 	}
+	// An idle connection is not a live channel for the metrics.
+	mfs, err := w.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if mf.GetName() == "sygaldry_sessions_live" && l.GetName() == "kind" && l.GetValue() == "connection" {
+					t.Errorf("sygaldry_sessions_live counts idle connections: %v", m)
+				}
+			}
+		}
+	}
 	if err := cl.Kill(ctx, connID, "maintenance"); err != nil {
 		t.Fatal(err)
 	}
