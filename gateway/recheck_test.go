@@ -311,6 +311,7 @@ func TestLongCommandsCutInLogAndHistory(t *testing.T) {
 	long := "true " + strings.Repeat("a", 3000)
 	sshtest.Must(t, w.client(w.alice).SSH(ctx, long), nil)
 	rec := waitHistory(t, w, 1)[0]
+	waitLog(t, logs, `msg="channel closed"`) // logged just after the history line
 	if want := " …[cut: 3005 bytes]"; !strings.HasSuffix(rec.Command, want) || len(rec.Command) != sessions.MaxCommand || !strings.HasPrefix(rec.Command, "true aaa") {
 		t.Errorf("history command (%d bytes) ends %q", len(rec.Command), rec.Command[max(0, len(rec.Command)-30):])
 	}
@@ -337,11 +338,21 @@ func TestLogCommandsOff(t *testing.T) {
 		}
 	}
 	rec := waitHistory(t, w, 1)[0]
+	waitLog(t, logs, `msg="channel closed"`) // logged just after the history line
 	if rec.Command != "" || rec.Kind != "exec" {
 		t.Errorf("history record %+v", rec)
 	}
 	if strings.Contains(logs.String(), secret) || strings.Contains(logs.String(), longCommand) {
 		t.Errorf("the log holds a command:\n%s", logs)
+	}
+}
+
+func waitLog(t *testing.T, logs *testenv.SyncBuffer, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), s); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log never said %s", s)
+		}
 	}
 }
 
