@@ -4,8 +4,11 @@ package agent
 
 import (
 	"encoding/binary"
+	"io"
+	"log/slog"
 	"testing"
 
+	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,6 +100,70 @@ func FuzzTerminalModes(f *testing.F) {
 			check(ttyIflags, got.Iflag)
 			check(ttyLflags, got.Lflag)
 			check(ttyOflags, got.Oflag)
+		}
+	})
+}
+
+// FuzzSessionRequest drives the session's own request handler, before the
+// start, with what the decoders see: whatever a decoder refuses, the
+// handler refuses without changing the session; an accepted pty-req gets a
+// terminal of the decoded (clamped) size and TERM. Accepted exec,
+// subsystem and auth-agent-req would start something and are left to the
+// integration tests.
+func FuzzSessionRequest(f *testing.F) {
+	types := []string{"pty-req", "exec", "subsystem", "auth-agent-req@openssh.com", "window-change", "signal"}
+	f.Add(uint8(0), ssh.Marshal(ptyReqMsg{"xterm", 132, 43, 0, 0, ""}))
+	f.Add(uint8(0), ssh.Marshal(ptyReqMsg{"xterm\x00", 80, 24, 0, 0, ""}))
+	f.Add(uint8(0), ssh.Marshal(ptyReqMsg{"vt100", 0x10000, 0xffffffff, 7, 9, "\x35\x00\x00\x00\x00\x00"}))
+	f.Add(uint8(1), ssh.Marshal(execMsg{"echo a\x00b"}))
+	f.Add(uint8(1), []byte{0, 0, 0, 9, 'x'})
+	f.Add(uint8(2), []byte{0, 0, 0})
+	f.Add(uint8(3), []byte{0, 0, 0, 0})
+	f.Add(uint8(4), ssh.Marshal(windowSize{80, 24, 0, 0}))
+	f.Add(uint8(5), ssh.Marshal(signalMsg{"INT"}))
+	f.Fuzz(func(t *testing.T, sel uint8, payload []byte) {
+		typ := types[int(sel)%len(types)]
+		var decErr error
+		switch typ {
+		case "pty-req":
+			_, decErr = decodePtyReq(payload)
+		case "exec":
+			_, decErr = decodeExec(payload)
+		case "subsystem":
+			_, decErr = decodeSubsystem(payload)
+		case "auth-agent-req@openssh.com":
+			decErr = decodeAuthAgentReq(payload)
+		case "window-change", "signal":
+			// Without a pty or a process these are always refused.
+			decErr = errMalformed
+		}
+		if decErr == nil && typ != "pty-req" {
+			return
+		}
+		s := &session{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		ok, run := s.handle(&ssh.Request{Type: typ, Payload: payload})
+		if run != nil {
+			t.Fatalf("%s %q started something", typ, payload)
+		}
+		if decErr != nil {
+			if ok || s.pty != nil || s.kind != "" || s.agent != nil || s.term != "" {
+				t.Fatalf("%s %q: refused by the decoder (%v) but the handler answered %v, session %+v", typ, payload, decErr, ok, s)
+			}
+			return
+		}
+		// An accepted pty-req.
+		m, _ := decodePtyReq(payload)
+		if !ok || s.pty == nil {
+			t.Fatalf("pty-req %q refused", payload)
+		}
+		defer s.pty.close()
+		ws, err := unix.IoctlGetWinsize(int(s.pty.tty.Fd()), unix.TIOCGWINSZ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.term != m.Term || uint32(ws.Col) != m.Cols || uint32(ws.Row) != m.Rows ||
+			uint32(ws.Xpixel) != m.Width || uint32(ws.Ypixel) != m.Height {
+			t.Fatalf("pty-req %q gave TERM %q and size %+v, want %+v", payload, s.term, ws, m)
 		}
 	})
 }
