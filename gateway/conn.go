@@ -53,6 +53,10 @@ type connState struct {
 	// entry is the connection's row in the session registry, from
 	// authentication on (nil before).
 	entry atomic.Pointer[sessions.Session]
+	// perms are the permissions of the login, from the moment it was
+	// authorized (before the handshake ends and sshConn has them), for
+	// re-checks (recheck.go).
+	perms atomic.Pointer[gossh.Permissions]
 }
 
 // newConnState registers a new connection with s until its run ends.

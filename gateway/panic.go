@@ -93,8 +93,11 @@ func (s *Server) guardConfig(ctx ssh.Context, build func(ssh.Context) *gossh.Ser
 		}()
 		hookPoint("auth", meta.User())
 		p, err = verify(meta, key, perms, alg)
-		if err == nil && p != nil && p.Extensions != nil {
-			s.loggedIn(ctx, p, key, meta.RemoteAddr())
+		if err == nil {
+			hookPoint("authorized", meta.User())
+		}
+		if err == nil && p != nil && p.Extensions != nil && !s.loggedIn(ctx, p, key, meta.RemoteAddr()) {
+			return nil, errDenied
 		}
 		return p, err
 	}

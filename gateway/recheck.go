@@ -37,12 +37,21 @@ const endGrace = 2 * time.Second
 
 // loggedIn records what a re-check needs in the connection's permissions,
 // and lists the connection in the session registry. It runs once the key's
-// signature has been verified and the login authorized.
-func (s *Server) loggedIn(ctx ssh.Context, perms *gossh.Permissions, key gossh.PublicKey, remote net.Addr) {
+// signature has been verified and the login authorized, and returns false
+// when a reload withdrew that authorization meanwhile.
+func (s *Server) loggedIn(ctx ssh.Context, perms *gossh.Permissions, key gossh.PublicKey, remote net.Addr) bool {
 	perms.Extensions[extKeyBlob] = string(key.Marshal())
 	st := stateOf(ctx)
 	if st == nil {
-		return
+		return true
+	}
+	// From here a reload's sweep sees this login (endRevoked); a reload
+	// that came before it is seen by the check below. (The handshake is
+	// not over: sshConn is still nil.)
+	st.perms.Store(perms)
+	if why := s.revocation(perms.Extensions, remote); why != "" {
+		st.log.Warn("login refused: a reload withdrew its access during the handshake", "reason", why)
+		return false
 	}
 	e := s.Sessions.AddConn(sessions.Info{
 		ID: st.id, User: perms.Extensions[extUser], Project: perms.Extensions[extProject],
@@ -54,6 +63,7 @@ func (s *Server) loggedIn(ctx ssh.Context, perms *gossh.Permissions, key gossh.P
 	if old := st.entry.Swap(e); old != nil {
 		s.Sessions.EndConn(old)
 	}
+	return true
 }
 
 // revocation says why the identity recorded at login does not hold under
@@ -94,11 +104,11 @@ func (st *connState) stillAuthorized() error {
 		}
 		return errorf("this connection is closing")
 	}
-	c := st.sshConn()
-	if c == nil || c.Permissions == nil || c.Permissions.Extensions[extUser] == "" {
+	perms := st.perms.Load()
+	if perms == nil || perms.Extensions[extUser] == "" {
 		return errorf("not authenticated")
 	}
-	ext := c.Permissions.Extensions
+	ext := perms.Extensions
 	if why := st.s.revocation(ext, st.raw.RemoteAddr()); why != "" {
 		return &userError{
 			msg:   fmt.Sprintf("your access to %s was withdrawn by the administrator; this connection is closed", ext[extProject]),
@@ -189,14 +199,8 @@ func (st *connState) closeAfterChannels() {
 // force no longer grants. Reload calls it.
 func (s *Server) endRevoked() (ended int) {
 	for _, st := range s.conns.list() {
-		if !st.isAuthenticated() || st.ending.Load() {
-			continue
-		}
-		c := st.sshConn()
-		if c == nil || c.Permissions == nil {
-			// Still in its handshake: its first channel or request is
-			// checked against this config.
-			continue
+		if st.perms.Load() == nil || st.ending.Load() {
+			continue // not logged in (loggedIn checks against this config)
 		}
 		if err := st.stillAuthorized(); err != nil {
 			user, project := st.identity()

@@ -6,12 +6,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/admin/client"
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/gateway"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/sessions"
@@ -396,5 +398,47 @@ func TestReloadDistrustingCAEndsCertificateConnections(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if !byKey.running() {
 		t.Errorf("alice's key-authenticated session ended too: %q", byKey.stderr.String())
+	}
+}
+
+// A reload that lands after a login was authorized but before its
+// handshake is over still refuses it: an `ssh -N`, which opens nothing
+// that a later re-check would catch, is turned away at login.
+func TestReloadDuringHandshakeRefusesLogin(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t, 2*time.Minute)
+	revoked := w.parse(strings.Replace(w.doc, w.bob.Authorized, w.stranger.Authorized, 1))
+	var once sync.Once
+	gateway.SetTestHook(t, func(point, project string) {
+		if point == "authorized" && project == w.project {
+			once.Do(func() {
+				if err := w.gw.Reload(revoked); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	})
+	cmd := w.client(w.bob).SSH(ctx, "-N", "--")
+	var stderr testenv.SyncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("bob's ssh -N is still connected after a reload removed his key mid-handshake")
+	}
+	if cmd.ProcessState.ExitCode() != 255 || !strings.Contains(stderr.String(), "Permission denied") {
+		t.Errorf("exit %d, stderr %q; want a refused login", cmd.ProcessState.ExitCode(), stderr.String())
+	}
+	for _, in := range w.registry.List() {
+		if in.User == "bob" {
+			t.Errorf("bob is listed: %+v", in)
+		}
 	}
 }
