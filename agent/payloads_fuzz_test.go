@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -357,3 +358,77 @@ func FuzzStreamLocalForward(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLinkRequest drives the link's own handlers for forwarding with
+// payloads their decoders refuse: the channel open is rejected and the
+// global request answered false, before anything is dialled or bound.
+// Accepted payloads dial or listen, which the forwarding tests cover.
+func FuzzLinkRequest(f *testing.F) {
+	f.Add(uint8(0), ssh.Marshal(directTCPIPMsg{"localhost", 70000, "", 0}))
+	f.Add(uint8(0), ssh.Marshal(directTCPIPMsg{"local\x00host", 22, "", 0}))
+	f.Add(uint8(1), ssh.Marshal(directStreamLocalMsg{"/run/a\x00b", "", 0}))
+	f.Add(uint8(1), ssh.Marshal(directStreamLocalMsg{}))
+	f.Add(uint8(2), ssh.Marshal(tcpipForwardMsg{"localhost", 65536}))
+	f.Add(uint8(3), ssh.Marshal(tcpipForwardMsg{"a\x00", 8080}))
+	f.Add(uint8(4), ssh.Marshal(streamLocalForwardMsg{"/tmp/x\x00y"}))
+	f.Add(uint8(5), ssh.Marshal(streamLocalForwardMsg{}))
+	f.Add(uint8(2), []byte{0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, sel uint8, payload []byte) {
+		c := &linkConn{srv: &Server{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		switch sel % 6 {
+		case 0, 1:
+			typ, dec := "direct-tcpip", func() error { _, err := decodeDirectTCPIP(payload); return err }
+			serve := c.serveDirectTCPIP
+			if sel%6 == 1 {
+				typ, dec = "direct-streamlocal@openssh.com", func() error { _, err := decodeDirectStreamLocal(payload); return err }
+				serve = c.serveDirectStreamLocal
+			}
+			if dec() == nil {
+				return
+			}
+			nc := &fakeNewChannel{typ: typ, extra: payload}
+			serve(nc)
+			if !nc.rejected || nc.reason != ssh.ConnectionFailed {
+				t.Fatalf("%s %q: malformed open not rejected (rejected %v, reason %v)", typ, payload, nc.rejected, nc.reason)
+			}
+		case 2, 3:
+			if _, err := decodeTCPIPForward(payload); err != nil {
+				if ok, reply := c.tcpipForward(payload); ok || reply != nil {
+					t.Fatalf("tcpip-forward %q: malformed request granted", payload)
+				}
+				if c.cancelTCPIPForward(payload) {
+					t.Fatalf("cancel-tcpip-forward %q: malformed request granted", payload)
+				}
+			}
+		case 4, 5:
+			if _, err := decodeStreamLocalForward(payload); err != nil {
+				if c.streamLocalForward(payload) || c.cancelStreamLocalForward(payload) {
+					t.Fatalf("streamlocal-forward %q: malformed request granted", payload)
+				}
+			}
+		}
+		if len(c.forwards) != 0 {
+			t.Fatalf("payload %q left forwards %v", payload, c.forwards)
+		}
+	})
+}
+
+// fakeNewChannel is a channel open that records its rejection.
+type fakeNewChannel struct {
+	typ      string
+	extra    []byte
+	rejected bool
+	reason   ssh.RejectionReason
+}
+
+func (c *fakeNewChannel) Accept() (ssh.Channel, <-chan *ssh.Request, error) {
+	return nil, nil, errors.New("fake channel")
+}
+
+func (c *fakeNewChannel) Reject(r ssh.RejectionReason, _ string) error {
+	c.rejected, c.reason = true, r
+	return nil
+}
+
+func (c *fakeNewChannel) ChannelType() string { return c.typ }
+func (c *fakeNewChannel) ExtraData() []byte   { return c.extra }
