@@ -41,7 +41,7 @@ for d in "${dirs[@]}"; do
 		echo "fuzz-short: $pkg $t ($FUZZTIME)"
 		if ! (cd "$d" && "$bin" -test.run '^$' -test.fuzz "^${t}\$" -test.fuzztime "$FUZZTIME" \
 			-test.timeout 5m -test.fuzzcachedir "$cache/$importpath"); then
-			echo "fuzz-short: $pkg $t FAILED; the failing input is under $root/${d#./}/testdata/fuzz/$t/" >&2
+			echo "fuzz-short: $pkg $t FAILED (a new failing input is written under $root/${d#./}/testdata/fuzz/$t/)" >&2
 			exit 1
 		fi
 		n=$((n + 1))
