@@ -60,15 +60,7 @@ func (m *Manager) ensureNetwork(ctx context.Context, log *slog.Logger, spec Spec
 	nw, err := m.api.NetworkInspect(ctx, spec.Network, network.InspectOptions{})
 	switch {
 	case err == nil:
-		if nw.Labels[LabelManaged] != "true" || nw.Labels[LabelProject] != spec.Config.Labels[LabelProject] || nw.Labels[LabelUser] != spec.Config.Labels[LabelUser] {
-			return userErr(ErrNotManaged, fmt.Errorf("network %s has labels %v", spec.Network, nw.Labels),
-				"a network named %s exists but was not made by sygaldry; the administrator has to remove or rename it", spec.Network)
-		}
-		if nw.Options[iccOption] != "false" || nw.Driver != "bridge" {
-			return userErr(ErrNotManaged, fmt.Errorf("network %s: driver %s, options %v", spec.Network, nw.Driver, nw.Options),
-				"network %s does not isolate its container; the administrator has to remove it (it is made again)", spec.Network)
-		}
-		return nil
+		return checkNetwork(spec, nw)
 	case !cerrdefs.IsNotFound(err):
 		return fmt.Errorf("inspect network %s: %w", spec.Network, err)
 	}
@@ -82,7 +74,13 @@ func (m *Manager) ensureNetwork(ctx context.Context, log *slog.Logger, spec Spec
 		log.Info("created network", "network", spec.Network, "subnet", subnet)
 		return nil
 	case cerrdefs.IsConflict(err):
-		return nil // made meanwhile by another process (sygctl launch); checked at the next create
+		// Made meanwhile by another process (sygctl launch, or not ours):
+		// the same checks as for one found.
+		nw, err := m.api.NetworkInspect(ctx, spec.Network, network.InspectOptions{})
+		if err != nil {
+			return fmt.Errorf("inspect network %s: %w", spec.Network, err)
+		}
+		return checkNetwork(spec, nw)
 	case errors.Is(err, errPoolFull):
 		return userErr(nil, err, "no address range is left for the network of %s; the administrator should make docker.network_pool larger", spec.Name)
 	case strings.Contains(err.Error(), "non-overlapping") || strings.Contains(err.Error(), "address pool"):
@@ -91,6 +89,20 @@ func (m *Manager) ensureNetwork(ctx context.Context, log *slog.Logger, spec Spec
 	}
 	return userErr(nil, fmt.Errorf("create network %s: %w", spec.Network, err),
 		"the network of %s could not be created; the administrator can find the details in the gateway log", spec.Name)
+}
+
+// checkNetwork accepts an existing network of the container's name only if
+// we made it for this (project, user) and it keeps containers apart.
+func checkNetwork(spec Spec, nw network.Inspect) error {
+	if nw.Labels[LabelManaged] != "true" || nw.Labels[LabelProject] != spec.Config.Labels[LabelProject] || nw.Labels[LabelUser] != spec.Config.Labels[LabelUser] {
+		return userErr(ErrNotManaged, fmt.Errorf("network %s has labels %v", spec.Network, nw.Labels),
+			"a network named %s exists but was not made by sygaldry; the administrator has to remove or rename it", spec.Network)
+	}
+	if nw.Options[iccOption] != "false" || nw.Driver != "bridge" {
+		return userErr(ErrNotManaged, fmt.Errorf("network %s: driver %s, options %v", spec.Network, nw.Driver, nw.Options),
+			"network %s does not isolate its container; the administrator has to remove it (it is made again)", spec.Network)
+	}
+	return nil
 }
 
 // removeNetwork removes the own network of (project, user) once its
