@@ -139,7 +139,7 @@ func (st *connState) admit(what string) bool {
 func (st *connState) admitChannel(nc gossh.NewChannel) bool {
 	hookPoint("channel", st.project())
 	if !st.admit("channel " + nc.ChannelType()) {
-		nc.Reject(gossh.Prohibited, "access withdrawn")
+		nc.Reject(gossh.Prohibited, "this connection is being closed")
 		return false
 	}
 	return true
@@ -156,7 +156,7 @@ func (st *connState) admitRequest(typ string) bool {
 func (st *connState) admitAgentChannel(nc gossh.NewChannel) bool {
 	hookPoint("agent-channel", st.project())
 	if !st.admit("agent channel " + nc.ChannelType()) {
-		nc.Reject(gossh.Prohibited, "access withdrawn")
+		nc.Reject(gossh.Prohibited, "this connection is being closed")
 		return false
 	}
 	return true
