@@ -109,7 +109,11 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 		p.linkLost = linkDone
 		caps := &sessionLimits{} // limits.go
 		p.onRequest = func(req *gossh.Request) bool {
-			return st.permitSessionRequest(ach, req) && observeRequest(st, sess, accept, req) && caps.allow(st, req)
+			ok := st.permitSessionRequest(ach, req) && observeRequest(st, sess, accept, req) && caps.allow(st, req)
+			if ok {
+				st.asked.note(req.Type) // asked.go
+			}
+			return ok
 		}
 		p.onExit = func(kind string, payload []byte) {
 			switch kind {
@@ -280,6 +284,9 @@ func (s *Server) handleGlobalForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 		return false, nil
 	}
 	replied = req.WantReply
+	if granted {
+		st.asked.note(req.Type) // asked.go
+	}
 	return granted, payload
 }
 

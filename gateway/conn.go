@@ -57,6 +57,8 @@ type connState struct {
 	// authorized (before the handshake ends and sshConn has them), for
 	// re-checks (recheck.go).
 	perms atomic.Pointer[gossh.Permissions]
+	// asked is what the client asked for on this connection (asked.go).
+	asked askedFor
 }
 
 // newConnState registers a new connection with s until its run ends.
@@ -340,6 +342,11 @@ func (st *connState) serveAgentChannels(typ string, in <-chan gossh.NewChannel, 
 		}
 		if !permitAgentChannel(c, typ) {
 			nc.Reject(gossh.Prohibited, "not permitted for this key")
+			continue
+		}
+		if !st.asked.covers(typ) { // asked.go
+			st.log.Warn("the container opened a channel the client did not ask for; refused", "type", typ)
+			nc.Reject(gossh.Prohibited, "the client did not ask for this")
 			continue
 		}
 		if !st.wellFormedAgentChannel(nc) { // payloads.go

@@ -126,21 +126,25 @@ func (h *hostileAgent) serve(c net.Conn, cfg *gossh.ServerConfig) {
 
 // The container is not trusted: channels its agent opens towards the client
 // (agent connections, remote-forwarded connections) are refused by the
-// gateway when the key may not have them, whether or not the client asked
-// for agent or port forwarding.
+// gateway when the key may not have them, and when the client did not ask
+// for agent forwarding or a remote forward on that connection.
 func TestAgentChannelsFollowKeyRestrictions(t *testing.T) {
 	for _, tc := range []struct {
 		options, typ string
+		ask          bool // the client asks for agent forwarding or a remote forward first
 		delivered    bool
 	}{
-		{"", "auth-agent@openssh.com", true},
-		{"no-agent-forwarding", "auth-agent@openssh.com", false},
-		{"", "forwarded-tcpip", true},
-		{"no-port-forwarding", "forwarded-tcpip", false},
-		{"", "forwarded-streamlocal@openssh.com", true},
-		{"restrict", "forwarded-streamlocal@openssh.com", false},
+		{"", "auth-agent@openssh.com", true, true},
+		{"", "auth-agent@openssh.com", false, false},
+		{"no-agent-forwarding", "auth-agent@openssh.com", true, false},
+		{"", "forwarded-tcpip", true, true},
+		{"", "forwarded-tcpip", false, false},
+		{"no-port-forwarding", "forwarded-tcpip", true, false},
+		{"", "forwarded-streamlocal@openssh.com", true, true},
+		{"", "forwarded-streamlocal@openssh.com", false, false},
+		{"restrict", "forwarded-streamlocal@openssh.com", true, false},
 	} {
-		t.Run(fmt.Sprintf("%s/%s", tc.typ, tc.options), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s/asked=%v", tc.typ, tc.options, tc.ask), func(t *testing.T) {
 			h := startHostileAgent(t, tc.typ)
 			dir := testenv.ShortTempDir(t)
 			alice := sshtest.NewKey(t, dir, "alice")
@@ -180,6 +184,24 @@ keys = [%q]
 				t.Fatal(err)
 			}
 			defer sess.Close()
+			if tc.ask {
+				// What ssh -A and ssh -R send; the gateway may refuse them
+				// for the key (a false reply), the test goes on either way.
+				switch tc.typ {
+				case "auth-agent@openssh.com":
+					_, err = sess.SendRequest("auth-agent-req@openssh.com", true, nil)
+				case "forwarded-tcpip":
+					_, _, err = cl.SendRequest("tcpip-forward", true, gossh.Marshal(struct {
+						Addr string
+						Port uint32
+					}{"127.0.0.1", 8080}))
+				case "forwarded-streamlocal@openssh.com":
+					_, _, err = cl.SendRequest("streamlocal-forward@openssh.com", true, gossh.Marshal(struct{ Path string }{"/tmp/s.sock"}))
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
 			if err := sess.Run("anything"); err != nil {
 				t.Fatalf("session: %v", err)
 			}
