@@ -14,6 +14,9 @@
 //	                                "connection": true ends the whole client
 //	                                connection the session belongs to
 //	GET  /v1/containers             managed containers
+//	GET  /v1/gpus                   the host's GPUs (GPUReport); 200 with
+//	                                "available": false and a message on a
+//	                                host without NVIDIA's driver
 package admin
 
 import (
@@ -87,6 +90,8 @@ type Server struct {
 	// Containers lists managed containers; nil: GET /v1/containers answers
 	// 503.
 	Containers Containers
+	// GPUs reads the GPU inventory; nil: GET /v1/gpus answers 503.
+	GPUs GPUs
 	// Version is reported by /v1/status; empty: the main module's version
 	// from the build info ("devel" when unknown).
 	Version string

@@ -27,6 +27,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("GET /v1/sessions/history", s.serveHistory)
 	mux.HandleFunc("POST /v1/sessions/{id}/kill", s.serveKill)
 	mux.HandleFunc("GET /v1/containers", s.serveContainers)
+	mux.HandleFunc("GET /v1/gpus", s.serveGPUs)
 	return s.guard(mux)
 }
 

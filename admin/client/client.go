@@ -47,6 +47,44 @@ type ContainerInfo struct {
 	Sessions int       `json:"sessions"`
 }
 
+// GPUReport is the gateway's answer to GET /v1/gpus (the `sygctl gpus
+// --json` contract). Available is false on a host without NVIDIA's driver
+// or library; Message then says "no NVIDIA GPUs on this host".
+type GPUReport struct {
+	Available bool      `json:"available"`
+	Message   string    `json:"message,omitempty"`
+	Driver    string    `json:"driver_version,omitempty"`
+	GPUs      []GPUInfo `json:"gpus"`
+}
+
+// GPUInfo is one GPU. Pointer fields are nil when the driver could not say;
+// Unknown names them and why.
+type GPUInfo struct {
+	Index        int          `json:"index"`
+	UUID         string       `json:"uuid"`
+	Name         string       `json:"name"`
+	MemoryTotal  *uint64      `json:"memory_total_bytes,omitempty"`
+	MemoryUsed   *uint64      `json:"memory_used_bytes,omitempty"`
+	Utilization  *uint32      `json:"utilization_percent,omitempty"`
+	Temperature  *uint32      `json:"temperature_celsius,omitempty"`
+	MIGMode      string       `json:"mig_mode,omitempty"`
+	Health       string       `json:"health"`
+	HealthReason string       `json:"health_reason,omitempty"`
+	Processes    []GPUProcess `json:"processes"`
+	Unknown      []string     `json:"unknown,omitempty"`
+}
+
+// GPUProcess is a process on a GPU and, where its cgroup names one, its
+// container (Container, Project and User for the gateway's own).
+type GPUProcess struct {
+	PID         uint32  `json:"pid"`
+	UsedMemory  *uint64 `json:"used_memory_bytes,omitempty"`
+	ContainerID string  `json:"container_id,omitempty"`
+	Container   string  `json:"container,omitempty"`
+	Project     string  `json:"project,omitempty"`
+	User        string  `json:"user,omitempty"`
+}
+
 // Status is the gateway's answer to GET /v1/status.
 type Status struct {
 	Version      string    `json:"version"`
@@ -145,6 +183,13 @@ func (c *Client) kill(ctx context.Context, id, reason string, conn bool) (string
 func (c *Client) Containers(ctx context.Context) ([]ContainerInfo, error) {
 	var out []ContainerInfo
 	err := c.do(ctx, http.MethodGet, "/v1/containers", nil, &out)
+	return out, err
+}
+
+// GPUs returns the host's GPUs as the gateway sees them through NVML.
+func (c *Client) GPUs(ctx context.Context) (GPUReport, error) {
+	var out GPUReport
+	err := c.do(ctx, http.MethodGet, "/v1/gpus", nil, &out)
 	return out, err
 }
 

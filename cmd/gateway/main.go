@@ -27,6 +27,7 @@ import (
 	"github.com/sygaldry/sygaldry/config"
 	"github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/gateway"
+	"github.com/sygaldry/sygaldry/gpu"
 	"github.com/sygaldry/sygaldry/sessions"
 )
 
@@ -102,8 +103,26 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer mgr.Close()
 
+	// NVML: Init now, Shutdown at exit, after the health watcher and the
+	// admin API (the last readers) have stopped.
+	gpus := openGPUs(log.With("component", "gpus"))
+	defer gpus.Close()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		if gpus.Err() != nil {
+			return
+		}
+		if err := gpus.Watch(watchCtx); err != nil {
+			log.Warn("GPU health not watched", "err", err)
+		}
+	}()
+	defer func() { stopWatch(); <-watched }()
+
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	promReg.MustRegister(gpu.NewCollector(gpus))
 	gw := &gateway.Server{
 		Config:     cfg,
 		Containers: gateway.ManagerContainers(mgr),
@@ -119,6 +138,7 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 	adm := &admin.Server{
 		Sessions:   admin.FromRegistry(registry),
 		Containers: gateway.AdminContainers(mgr),
+		GPUs:       adminGPUs{inv: gpus, list: mgr.List, log: log.With("component", "admin")},
 		Logger:     log.With("component", "admin"),
 	}
 	al, err := admin.Listen(cfg.Server.AdminSocket)

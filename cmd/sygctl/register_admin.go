@@ -6,4 +6,6 @@ func init() {
 		run: func(a []string, s stdio) int { return cmdSessions(a, s.out, s.err) }})
 	register(command{name: "containers", summary: "list the containers the gateway manages",
 		run: func(a []string, s stdio) int { return cmdContainers(a, s.out, s.err) }})
+	register(command{name: "gpus", summary: "list the host's GPUs, their health and who uses them",
+		run: func(a []string, s stdio) int { return cmdGPUs(a, s.out, s.err) }})
 }

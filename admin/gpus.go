@@ -1,0 +1,74 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// GPUs is what the admin API needs from the GPU inventory (package gpu,
+// adapted in cmd/gateway so that this package needs no cgo).
+type GPUs interface {
+	// GPUs reads the host's GPUs now. A host without NVIDIA's driver or
+	// library answers Available false with Message "no NVIDIA GPUs on
+	// this host" and no error.
+	GPUs(ctx context.Context) GPUReport
+}
+
+// GPUReport is the answer to GET /v1/gpus (the `sygctl gpus --json`
+// contract).
+type GPUReport struct {
+	// Available is false when NVML gave no GPUs; Message says why.
+	Available bool      `json:"available"`
+	Message   string    `json:"message,omitempty"`
+	Driver    string    `json:"driver_version,omitempty"`
+	GPUs      []GPUInfo `json:"gpus"`
+}
+
+// GPUInfo is one GPU. Pointer fields are absent when the driver could not
+// say; Unknown names them and why.
+type GPUInfo struct {
+	Index        int          `json:"index"`
+	UUID         string       `json:"uuid"`
+	Name         string       `json:"name"`
+	MemoryTotal  *uint64      `json:"memory_total_bytes,omitempty"`
+	MemoryUsed   *uint64      `json:"memory_used_bytes,omitempty"`
+	Utilization  *uint32      `json:"utilization_percent,omitempty"`
+	Temperature  *uint32      `json:"temperature_celsius,omitempty"`
+	MIGMode      string       `json:"mig_mode,omitempty"` // "enabled", "disabled"; absent without MIG
+	Health       string       `json:"health"`             // "healthy" or "unhealthy"
+	HealthReason string       `json:"health_reason,omitempty"`
+	Processes    []GPUProcess `json:"processes"`
+	Unknown      []string     `json:"unknown,omitempty"`
+}
+
+// GPUProcess is a process using a GPU, with the container it runs in when
+// its cgroup names one; Container, Project and User are filled for the
+// containers the gateway manages.
+type GPUProcess struct {
+	PID         uint32  `json:"pid"`
+	UsedMemory  *uint64 `json:"used_memory_bytes,omitempty"`
+	ContainerID string  `json:"container_id,omitempty"`
+	Container   string  `json:"container,omitempty"`
+	Project     string  `json:"project,omitempty"`
+	User        string  `json:"user,omitempty"`
+}
+
+func (s *Server) serveGPUs(w http.ResponseWriter, r *http.Request) {
+	if s.GPUs == nil {
+		writeError(w, http.StatusServiceUnavailable, "this gateway does not report GPUs")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	rep := s.GPUs.GPUs(ctx)
+	if rep.GPUs == nil {
+		rep.GPUs = []GPUInfo{}
+	}
+	for i := range rep.GPUs {
+		if rep.GPUs[i].Processes == nil {
+			rep.GPUs[i].Processes = []GPUProcess{}
+		}
+	}
+	writeJSON(w, http.StatusOK, rep)
+}

@@ -1,0 +1,115 @@
+package main
+
+// sygctl gpus: the host's GPUs as the gateway sees them through NVML.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/sygaldry/sygaldry/admin/client"
+)
+
+// cmdGPUs is `sygctl gpus [flags]`.
+func cmdGPUs(args []string, stdout, stderr io.Writer) int {
+	var af adminFlags
+	fs := newAdminFlagSet("gpus", "sygctl gpus [--socket PATH | --config FILE] [--json]",
+		"Lists the host's NVIDIA GPUs as the gateway sees them through NVML: memory,\nutilisation, temperature, health (from XID events) and the processes on each,\nwith their container. A host without the NVIDIA driver says so and exits 0.")
+	af.add(fs, true)
+	operands, code := parseAdminFlags(fs, args, true, stdout, stderr)
+	if code >= 0 {
+		return code
+	}
+	if len(operands) > 0 {
+		return adminUsageError(fs, stderr, "unexpected argument %q", operands[0])
+	}
+	cl, err := af.client()
+	if err != nil {
+		return adminFail(stderr, "gpus", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	rep, err := cl.GPUs(ctx)
+	if err != nil {
+		return adminFail(stderr, "gpus", err)
+	}
+	if af.json {
+		if rep.GPUs == nil {
+			rep.GPUs = []client.GPUInfo{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return adminFail(stderr, "json", err)
+		}
+		return 0
+	}
+	if !rep.Available {
+		msg := rep.Message
+		if msg == "" {
+			msg = "no NVIDIA GPUs on this host"
+		}
+		fmt.Fprintln(stdout, termSafe(msg))
+		return 0
+	}
+	writeGPUTable(stdout, rep)
+	return 0
+}
+
+func writeGPUTable(w io.Writer, rep client.GPUReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "INDEX\tUUID\tNAME\tMEMORY\tUTIL\tTEMP\tHEALTH\tPROCESSES")
+	for _, g := range rep.GPUs {
+		mem := ""
+		if g.MemoryUsed != nil && g.MemoryTotal != nil {
+			mem = gib(*g.MemoryUsed) + "/" + gib(*g.MemoryTotal) + "GiB"
+		}
+		util, temp := "", ""
+		if g.Utilization != nil {
+			util = strconv.FormatUint(uint64(*g.Utilization), 10) + "%"
+		}
+		if g.Temperature != nil {
+			temp = strconv.FormatUint(uint64(*g.Temperature), 10) + "C"
+		}
+		health := g.Health
+		if g.HealthReason != "" {
+			health += " (" + g.HealthReason + ")"
+		}
+		procs := make([]string, 0, len(g.Processes))
+		for _, p := range g.Processes {
+			s := strconv.FormatUint(uint64(p.PID), 10)
+			switch {
+			case p.Container != "":
+				s += "(" + p.Container + ")"
+			case p.ContainerID != "":
+				s += "(container " + shortID(p.ContainerID) + ")"
+			}
+			procs = append(procs, s)
+		}
+		cols := []string{strconv.Itoa(g.Index), g.UUID, g.Name, mem, util, temp, health, strings.Join(procs, ",")}
+		for i, col := range cols {
+			cols[i] = dashIfEmpty(termSafe(col))
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	}
+	tw.Flush()
+	if rep.Driver != "" {
+		fmt.Fprintf(w, "driver %s\n", termSafe(rep.Driver))
+	}
+}
+
+// gib is bytes in GiB with one decimal.
+func gib(b uint64) string {
+	return strconv.FormatFloat(float64(b)/(1<<30), 'f', 1, 64)
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sygaldry/sygaldry/admin"
+	"github.com/sygaldry/sygaldry/admin/client"
+)
+
+type staticGPUs struct{ rep admin.GPUReport }
+
+func (s staticGPUs) GPUs(context.Context) admin.GPUReport { return s.rep }
+
+var _ admin.GPUs = staticGPUs{}
+
+// startGPUAdmin serves the admin API with gpus (nil: a gateway that does
+// not report GPUs) and returns its socket.
+func startGPUAdmin(t *testing.T, gpus admin.GPUs) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "adm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "admin.sock")
+	l, err := admin.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &admin.Server{GPUs: gpus, Version: "test"}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	})
+	return sock
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestGPUs(t *testing.T) {
+	const cid = "4f1c2b3a4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8"
+	sock := startGPUAdmin(t, staticGPUs{admin.GPUReport{Available: true, Driver: "550.54.15", GPUs: []admin.GPUInfo{
+		{Index: 0, UUID: "GPU-aaaa", Name: "NVIDIA A100-SXM4-40GB", MemoryTotal: ptr(uint64(40 << 30)), MemoryUsed: ptr(uint64(5 << 29)),
+			Utilization: ptr(uint32(87)), Temperature: ptr(uint32(61)), MIGMode: "disabled", Health: "healthy",
+			Processes: []admin.GPUProcess{
+				{PID: 4242, ContainerID: cid, Container: "sygaldry-zephyr-alice", Project: "zephyr", User: "alice"},
+				{PID: 77, ContainerID: cid[:20] + strings.Repeat("0", 44)},
+				{PID: 9},
+			}},
+		{Index: 1, UUID: "GPU-bbbb", Name: "NVIDIA A100-SXM4-40GB", MemoryTotal: ptr(uint64(40 << 30)), MemoryUsed: ptr(uint64(0)),
+			Health: "unhealthy", HealthReason: "XID 79 at 2026-12-01T10:00:00Z", Unknown: []string{"utilization: ERROR_NOT_SUPPORTED", "temperature: ERROR_FUNCTION_NOT_FOUND"}},
+	}}})
+
+	code, out, errs := runAdmin(t, cmdGPUs, "--socket", sock, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var rep client.GPUReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || !rep.Available || len(rep.GPUs) != 2 {
+		t.Fatalf("%v: %s", err, out)
+	}
+	g0, g1 := rep.GPUs[0], rep.GPUs[1]
+	if g0.UUID != "GPU-aaaa" || *g0.MemoryUsed != 5<<29 || *g0.Utilization != 87 || len(g0.Processes) != 3 || g0.Processes[0].Container != "sygaldry-zephyr-alice" ||
+		g1.Health != "unhealthy" || g1.Utilization != nil || g1.Processes == nil || len(g1.Unknown) != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	for _, f := range []string{`"memory_total_bytes"`, `"utilization_percent"`, `"temperature_celsius"`, `"health_reason"`, `"container_id"`, `"driver_version"`} {
+		if !strings.Contains(out, f) {
+			t.Errorf("field %s missing:\n%s", f, out)
+		}
+	}
+	if strings.Contains(strings.Split(out, `"index": 1`)[1], `"utilization_percent"`) {
+		t.Errorf("an unknown utilisation is in the JSON as a value:\n%s", out)
+	}
+
+	code, out, _ = runAdmin(t, cmdGPUs, "--socket", sock)
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if code != 0 || len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "INDEX UUID NAME MEMORY UTIL TEMP HEALTH PROCESSES" {
+		t.Fatalf("table:\n%s", out)
+	}
+	if f := strings.Fields(lines[1]); len(f) < 9 || f[0] != "0" || f[1] != "GPU-aaaa" || f[4] != "2.5/40.0GiB" || f[5] != "87%" || f[6] != "61C" || f[7] != "healthy" {
+		t.Fatalf("row %q", lines[1])
+	}
+	if !strings.HasSuffix(lines[1], " 4242(sygaldry-zephyr-alice),77(container 4f1c2b3a4d5e),9") {
+		t.Errorf("processes: %q", lines[1])
+	}
+	if f := strings.Fields(lines[2]); f[4] != "0.0/40.0GiB" || f[5] != "-" || f[6] != "-" || f[7] != "unhealthy" || !strings.Contains(lines[2], "(XID 79 at 2026-12-01T10:00:00Z)") || f[len(f)-1] != "-" {
+		t.Fatalf("row %q", lines[2])
+	}
+	if lines[3] != "driver 550.54.15" {
+		t.Errorf("driver line %q", lines[3])
+	}
+}
+
+// A host without the NVIDIA driver: one plain line, exit 0, in the table
+// form; the JSON says available false with the same message.
+func TestGPUsNone(t *testing.T) {
+	sock := startGPUAdmin(t, staticGPUs{admin.GPUReport{Message: "no NVIDIA GPUs on this host (NVML: ERROR_LIBRARY_NOT_FOUND)"}})
+	code, out, errs := runAdmin(t, cmdGPUs, "--socket", sock)
+	if code != 0 || out != "no NVIDIA GPUs on this host (NVML: ERROR_LIBRARY_NOT_FOUND)\n" || errs != "" {
+		t.Fatalf("exit %d, out %q, err %q", code, out, errs)
+	}
+	code, out, _ = runAdmin(t, cmdGPUs, "--socket", sock, "--json")
+	var rep client.GPUReport
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || rep.Available || !strings.HasPrefix(rep.Message, "no NVIDIA GPUs on this host") || rep.GPUs == nil {
+		t.Fatalf("exit %d %v: %s", code, err, out)
+	}
+}
+
+func TestGPUsWithoutInventory(t *testing.T) {
+	sock := startGPUAdmin(t, nil)
+	code, _, errs := runAdmin(t, cmdGPUs, "--socket", sock)
+	if code != 1 || !strings.Contains(errs, "does not report GPUs") {
+		t.Fatalf("exit %d %q", code, errs)
+	}
+}
