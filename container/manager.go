@@ -109,6 +109,9 @@ type Manager struct {
 	hostMu sync.Mutex
 	host   HostInfo   // the engine host's size, once asked (networks.go)
 	netMu  sync.Mutex // one network subnet allocation at a time (networks.go)
+	// open are the networks known to carry no host block (nohost.go), so
+	// a login to an unblocked container runs no iptables. Under netMu.
+	open map[string]bool
 
 	mu     sync.Mutex
 	uses   map[string]*use

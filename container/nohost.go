@@ -70,10 +70,21 @@ func ensureHostChain(ctx context.Context) error {
 
 // syncHostBlock adds or deletes the rule that keeps the container's network
 // from reaching the host, as block says. A network that does not exist has
-// nothing to sync.
+// nothing to sync. A network this manager already opened is not looked at
+// again, so a login to an unblocked container (the default) runs no iptables;
+// a blocked one is checked at every login, which puts a rule lost to a
+// firewall reload back.
 func (m *Manager) syncHostBlock(ctx context.Context, log *slog.Logger, networkName string, block bool) error {
 	if networkName == "" {
 		return nil
+	}
+	if !block {
+		m.netMu.Lock()
+		open := m.open[networkName]
+		m.netMu.Unlock()
+		if open {
+			return nil
+		}
 	}
 	nw, err := m.api.NetworkInspect(ctx, networkName, network.InspectOptions{})
 	if cerrdefs.IsNotFound(err) {
@@ -90,8 +101,16 @@ func (m *Manager) syncHostBlock(ctx context.Context, log *slog.Logger, networkNa
 	defer m.netMu.Unlock()
 	rule := []string{hostChain, "-i", bridge, "-j", "DROP"}
 	if !block {
-		return deleteRule(ctx, rule)
+		err := deleteRule(ctx, rule)
+		if err == nil {
+			if m.open == nil {
+				m.open = map[string]bool{}
+			}
+			m.open[networkName] = true
+		}
+		return err
 	}
+	delete(m.open, networkName)
 	if err := ensureHostChain(ctx); err != nil {
 		return err
 	}
