@@ -2,8 +2,11 @@
 GO        ?= go
 BIN       := bin
 DEV_IMAGE ?= sygaldry/zephyr:dev
+# go-nvml's cgo prologue wraps NVML functions its header marks deprecated;
+# without this every fresh build of package gpu prints a page of warnings.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: all build run test test-short fuzz-short check bench depgraph clean
+.PHONY: all build run test test-short fuzz-short check bench depgraph gpu-check clean
 
 all: build
 
@@ -40,8 +43,21 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./gateway/... ./agent/...
 	bash scripts/bench-vs-sshd.sh
 
+# The checks that need real GPUs, prepared here for a GPU machine with no Go,
+# Docker or network: out/gpu-check/ gets the NVML test binary (cgo: it
+# dlopens libnvidia-ml, and needs a glibc as new as this machine's), the
+# script that runs it, and the CUDA validation scripts. Copy the directory
+# over and run `bash gpu-check.sh` there.
+gpu-check:
+	rm -rf out/gpu-check
+	mkdir -p out/gpu-check/validation
+	CGO_ENABLED=1 $(GO) test -c -trimpath -o out/gpu-check/gpu.test ./gpu
+	cp scripts/gpu-check.sh out/gpu-check/
+	cp container/validation/validate_cuda.sh container/validation/validate_torch.py container/validation/validate_jax.py out/gpu-check/validation/
+	@echo "out/gpu-check: copy it to a GPU machine and run: bash gpu-check.sh"
+
 depgraph:
 	$(GO) run ./cmd/spack-depgraph -o pkg/zephyr/DEPENDENCY_GRAPH.md pkg/zephyr/spack.lock
 
 clean:
-	rm -rf $(BIN) run
+	rm -rf $(BIN) run out
