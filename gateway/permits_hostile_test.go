@@ -25,9 +25,10 @@ import (
 // towards the client (an agent connection, a forwarded port), asked for or
 // not, and reports how the gateway answered.
 type hostileAgent struct {
-	target gateway.Target
-	typ    string
-	opened chan error
+	target    gateway.Target
+	typ       string
+	malformed bool // open the channel with a payload cut short
+	opened    chan error
 }
 
 func (h *hostileAgent) Ensure(context.Context, config.Resolved, string, io.Writer) (gateway.Target, error) {
@@ -37,6 +38,13 @@ func (*hostileAgent) Acquire(string) {}
 func (*hostileAgent) Release(string) {}
 
 func startHostileAgent(t *testing.T, typ string) *hostileAgent {
+	t.Helper()
+	return startHostileAgentWith(t, typ, false)
+}
+
+// startHostileAgentWith is startHostileAgent whose channel opens carry a
+// payload cut short when malformed is set.
+func startHostileAgentWith(t *testing.T, typ string, malformed bool) *hostileAgent {
 	t.Helper()
 	dir := testenv.ShortTempDir(t)
 	host := sshtest.NewKey(t, dir, "agent-host-key")
@@ -53,8 +61,9 @@ func startHostileAgent(t *testing.T, typ string) *hostileAgent {
 	h := &hostileAgent{
 		target: gateway.Target{Name: "hostile", SocketPath: sock,
 			Peer: link.Peer{Container: "hostile", PidNS: ns, HostKey: host.Signer.PublicKey()}},
-		typ:    typ,
-		opened: make(chan error, 16),
+		typ:       typ,
+		malformed: malformed,
+		opened:    make(chan error, 16),
 	}
 	cfg := &gossh.ServerConfig{NoClientAuth: true}
 	cfg.AddHostKey(host.Signer)
@@ -111,6 +120,9 @@ func (h *hostileAgent) serve(c net.Conn, cfg *gossh.ServerConfig) {
 				case "forwarded-streamlocal@openssh.com":
 					extra = gossh.Marshal(struct{ Path, Reserved string }{"/tmp/s.sock", ""})
 				}
+				if h.malformed {
+					extra = append([]byte{0, 0, 0, 200}, "127.0.0.1"...)
+				}
 				och, oreqs, err := sc.OpenChannel(h.typ, extra)
 				if err == nil {
 					go gossh.DiscardRequests(oreqs)
@@ -132,20 +144,23 @@ func TestAgentChannelsFollowKeyRestrictions(t *testing.T) {
 	for _, tc := range []struct {
 		options, typ string
 		ask          bool // the client asks for agent forwarding or a remote forward first
+		malformed    bool // the agent's channel-open payload is cut short
 		delivered    bool
 	}{
-		{"", "auth-agent@openssh.com", true, true},
-		{"", "auth-agent@openssh.com", false, false},
-		{"no-agent-forwarding", "auth-agent@openssh.com", true, false},
-		{"", "forwarded-tcpip", true, true},
-		{"", "forwarded-tcpip", false, false},
-		{"no-port-forwarding", "forwarded-tcpip", true, false},
-		{"", "forwarded-streamlocal@openssh.com", true, true},
-		{"", "forwarded-streamlocal@openssh.com", false, false},
-		{"restrict", "forwarded-streamlocal@openssh.com", true, false},
+		{"", "auth-agent@openssh.com", true, false, true},
+		{"", "auth-agent@openssh.com", false, false, false},
+		{"no-agent-forwarding", "auth-agent@openssh.com", true, false, false},
+		{"", "forwarded-tcpip", true, false, true},
+		{"", "forwarded-tcpip", false, false, false},
+		{"no-port-forwarding", "forwarded-tcpip", true, false, false},
+		{"", "forwarded-tcpip", true, true, false},
+		{"", "forwarded-streamlocal@openssh.com", true, false, true},
+		{"", "forwarded-streamlocal@openssh.com", false, false, false},
+		{"restrict", "forwarded-streamlocal@openssh.com", true, false, false},
+		{"", "forwarded-streamlocal@openssh.com", true, true, false},
 	} {
-		t.Run(fmt.Sprintf("%s/%s/asked=%v", tc.typ, tc.options, tc.ask), func(t *testing.T) {
-			h := startHostileAgent(t, tc.typ)
+		t.Run(fmt.Sprintf("%s/%s/asked=%v/malformed=%v", tc.typ, tc.options, tc.ask, tc.malformed), func(t *testing.T) {
+			h := startHostileAgentWith(t, tc.typ, tc.malformed)
 			dir := testenv.ShortTempDir(t)
 			alice := sshtest.NewKey(t, dir, "alice")
 			cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf(`
@@ -220,8 +235,12 @@ keys = [%q]
 			if got != tc.delivered {
 				t.Fatalf("channel reached the client: %v, want %v (the agent's open: %v)", got, tc.delivered, openErr)
 			}
-			if oe, ok := openErr.(*gossh.OpenChannelError); !tc.delivered && (!ok || oe.Reason != gossh.Prohibited) {
-				t.Fatalf("refused open: %v, want administratively prohibited", openErr)
+			want := gossh.Prohibited
+			if tc.malformed {
+				want = gossh.ConnectionFailed
+			}
+			if oe, ok := openErr.(*gossh.OpenChannelError); !tc.delivered && (!ok || oe.Reason != want) {
+				t.Fatalf("refused open: %v, want %v", openErr, want)
 			}
 		})
 	}
