@@ -140,6 +140,30 @@ func TestMissingFunction(t *testing.T) {
 	}
 }
 
+// A GPU that NVML says is lost while its fields are read is unhealthy, and
+// stays so.
+func TestLostWhileRead(t *testing.T) {
+	s := machine(t)
+	lost := true
+	device(s, 2).GetTemperatureFunc = func(nvml.TemperatureSensors) (uint32, nvml.Return) {
+		if lost {
+			return 0, nvml.ERROR_GPU_IS_LOST
+		}
+		return 50, nvml.SUCCESS
+	}
+	inv := open(t, s, t.TempDir())
+	d := inv.Snapshot().Devices[2]
+	if d.Health != Unhealthy || !strings.Contains(d.HealthReason, "ERROR_GPU_IS_LOST") {
+		t.Errorf("GPU 2: %s %q", d.Health, d.HealthReason)
+	}
+	lost = false
+	for _, d := range inv.Snapshot().Devices {
+		if (d.Health == Unhealthy) != (d.Index == 2) {
+			t.Errorf("GPU %d: %s", d.Index, d.Health)
+		}
+	}
+}
+
 // A GPU without MIG answers GetMigMode with NOT_SUPPORTED: no mode, and
 // nothing unknown either.
 func TestNoMIG(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
@@ -41,8 +42,10 @@ func (inv *Inventory) Snapshot() Snapshot {
 // driver lacks costs that field only.
 func (inv *Inventory) device(i int) Device {
 	d := Device{Index: i, Health: Healthy, Processes: []Process{}}
+	lost := false
 	unknown := func(field string, ret nvml.Return) {
 		d.Unknown = append(d.Unknown, field+": "+errorName(ret))
+		lost = lost || ret == nvml.ERROR_GPU_IS_LOST
 	}
 	h, ret := inv.lib.DeviceGetHandleByIndex(i)
 	if ret != nvml.SUCCESS {
@@ -84,6 +87,11 @@ func (inv *Inventory) device(i int) Device {
 		unknown("mig_mode", ret)
 	}
 	d.Processes = inv.processes(h, func(kind string, ret nvml.Return) { unknown(kind, ret) })
+	if lost && d.UUID != "" {
+		// The GPU fell off the bus (XID 79 usually comes with it): it stays
+		// unhealthy even if it answers again.
+		inv.markUnhealthy(d.UUID, "NVML: ERROR_GPU_IS_LOST at "+time.Now().UTC().Format(time.RFC3339))
+	}
 	if why, bad := inv.unhealthy(d.UUID); bad {
 		d.Health, d.HealthReason = Unhealthy, why
 	}
