@@ -216,9 +216,3 @@ func (inv *Inventory) acquire() error {
 	}
 	return nil
 }
-
-// errorName is NVML's name for ret, without calling into the library (a
-// failed Init leaves it unloaded).
-func errorName(ret nvml.Return) string {
-	return ret.Error()
-}
