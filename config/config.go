@@ -135,6 +135,10 @@ type Server struct {
 	KexTimeout           Duration `toml:"kex_timeout"`             // unset: 15s (at most login_grace_time) from a slot to the first auth request
 	MaxSessions          int      `toml:"max_sessions"`            // 0: 10 open sessions per connection, as sshd's MaxSessions
 	MaxForwards          int      `toml:"max_forwards"`            // 0: 100 open forwards (channels and -R listeners) per connection
+
+	// MaxGPUsPerUser caps the GPUs one user's live containers hold
+	// together, across projects. 0: no cap.
+	MaxGPUsPerUser int `toml:"max_gpus_per_user"`
 }
 
 // Docker locates the engine and the projects' host storage.
@@ -154,7 +158,8 @@ type Settings struct {
 	Dockerfile string `toml:"dockerfile"` // built (context: its directory) when the image is missing; empty: never build
 	User       string `toml:"user"`       // container user; empty: kvothe
 	Hostname   string `toml:"hostname"`   // empty: the project name
-	GPUs       GPUs   `toml:"gpus"`       // "all" | "none" | N | ["GPU-<uuid>", ...]; unset: all
+	GPUs       GPUs   `toml:"gpus"`       // "all" | "none" | N | [index or "GPU-<uuid>", ...]; unset: 1 (DefaultGPUs)
+	GPUMode    string `toml:"gpu_mode"`   // "exclusive" (a GPU is leased to one container) | "shared"; empty: exclusive
 	ShmSize    string `toml:"shm_size"`   // /dev/shm size, e.g. "16g"; empty: 16g
 
 	// Isolation (limits.go): unset limits take the defaults there.
@@ -174,6 +179,17 @@ type Mount struct {
 	Target   string `toml:"target"`   // container path (absolute)
 	ReadOnly bool   `toml:"readonly"` // false: read-write
 }
+
+// DefaultGPUs is the count of GPUs a project leases when no gpus key says
+// otherwise: one, exclusively, so a container never takes every GPU of a
+// shared host by accident (it was "all" before leases).
+const DefaultGPUs = 1
+
+// GPU modes (gpu_mode).
+const (
+	GPUExclusive = "exclusive" // a leased GPU belongs to one live container
+	GPUShared    = "shared"    // several containers may lease a GPU that no container holds exclusively
+)
 
 // Project is one [projects.NAME] table.
 type Project struct {
@@ -245,8 +261,9 @@ func (c *Config) fillDefaults() {
 	d.ShmSize = or(d.ShmSize, DefaultShmSize)
 	d.fillIsolationDefaults()
 	if !d.GPUs.Set {
-		d.GPUs = GPUs{Set: true, All: true}
+		d.GPUs = GPUs{Set: true, Count: DefaultGPUs}
 	}
+	d.GPUMode = or(d.GPUMode, GPUExclusive)
 	if c.Projects == nil {
 		c.Projects = map[string]*Project{}
 	}
@@ -297,6 +314,7 @@ func (c *Config) Project(name string) (Resolved, bool) {
 	if o.GPUs.Set {
 		s.GPUs = o.GPUs
 	}
+	s.GPUMode = or(o.GPUMode, or(s.GPUMode, GPUExclusive))
 	s.ShmSize = or(o.ShmSize, s.ShmSize)
 	s.resolveIsolation(o)
 	s.Env = maps.Clone(d.Env)

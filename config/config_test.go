@@ -124,7 +124,7 @@ func TestEmptyConfigGetsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Server.Listen != DefaultListen || c.Docker.StorageRoot != DefaultStorageRoot ||
-		c.Defaults.Image != DefaultImage || !c.Defaults.GPUs.All || c.Server.IdleStop.D != DefaultIdleStop {
+		c.Defaults.Image != DefaultImage || c.Defaults.GPUs.Count != DefaultGPUs || c.Server.IdleStop.D != DefaultIdleStop {
 		t.Errorf("defaults: %+v", c)
 	}
 	if len(c.Server.Ciphers) == 0 || strings.Contains(strings.Join(c.Server.Ciphers, ","), "chacha") {
@@ -153,7 +153,7 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		{"no keys", "[users.alice]\nkeys = []\n", []string{"f.toml:1:", "has no keys"}},
 		{"unknown member", "[projects.zephyr]\nmembers = [\"mallory\"]\n", []string{"f.toml:2:", "no [users.mallory]"}},
 		{"bad gpus", "[defaults]\ngpus = \"some\"\n", []string{"f.toml:2:", "defaults.gpus"}},
-		{"bad gpu list", "[projects.p]\nmembers = []\ngpus = [0, 1]\n", []string{"f.toml:3:", "GPU UUIDs"}},
+		{"bad gpu list", "[projects.p]\nmembers = []\ngpus = [0, \"1\"]\n", []string{"f.toml:3:", "GPU indices or UUIDs"}},
 		{"relative mount", "[defaults]\nmounts = [{ source = \"data\", target = \"/data\" }]\n", []string{"f.toml:2:", "absolute"}},
 		{"bad cipher", "[server]\nciphers = [\"rc4\"]\n", []string{"f.toml:2:", "unsupported cipher"}},
 		{"relative state dir", "[server]\nstate_dir = \"state\"\n", []string{"f.toml:2:", "absolute"}},

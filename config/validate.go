@@ -88,6 +88,9 @@ func (c *Config) validate() []validationError {
 			bad("server.accept_env", "server.accept_env: bad pattern %q", e)
 		}
 	}
+	if s.MaxGPUsPerUser < 0 {
+		bad("server.max_gpus_per_user", "server.max_gpus_per_user = %d: must not be negative (0: no cap)", s.MaxGPUsPerUser)
+	}
 	if s.MaxAuthTries < 0 || s.KeepaliveCountMax < 0 {
 		bad("server", "server: max_auth_tries and keepalive_count_max must not be negative")
 	}
@@ -168,6 +171,9 @@ func validateSettings(key string, s Settings) []validationError {
 	if s.GPUs.err != "" {
 		bad(key+".gpus", "%s.gpus: %s", key, s.GPUs.err)
 	}
+	if s.GPUMode != "" && s.GPUMode != GPUExclusive && s.GPUMode != GPUShared {
+		bad(key+".gpu_mode", "%s.gpu_mode %q: want %q or %q", key, s.GPUMode, GPUExclusive, GPUShared)
+	}
 	validateIsolation(key, s, bad)
 	return errs
 }
@@ -179,17 +185,24 @@ var supportedCiphers = []string{
 }
 
 // GPUs is a project's GPU allocation: all of them, none, a count, or a list
-// of device UUIDs (stable across reboots, unlike indices).
+// of GPUs named by index or by UUID (UUIDs are stable across reboots and
+// driver reloads; indices are not).
 type GPUs struct {
-	Set   bool     // the key was present
-	All   bool     // "all"
-	Count int      // N > 0; 0 with All false and no IDs means none
-	IDs   []string // "GPU-<uuid>", ...
-	err   string   // set when the TOML value had the wrong shape
+	Set     bool     // the key was present
+	All     bool     // "all"
+	Count   int      // N > 0; 0 with All false and no list means none
+	IDs     []string // "GPU-<uuid>", ... as listed
+	Indices []int    // GPU indices (nvidia-smi's), as listed
+	err     string   // set when the TOML value had the wrong shape
 }
 
 // None reports whether no GPU is attached.
-func (g GPUs) None() bool { return !g.All && g.Count == 0 && len(g.IDs) == 0 }
+func (g GPUs) None() bool {
+	return !g.All && g.Count == 0 && len(g.IDs) == 0 && len(g.Indices) == 0
+}
+
+// Listed reports whether the GPUs are named one by one.
+func (g GPUs) Listed() bool { return len(g.IDs) > 0 || len(g.Indices) > 0 }
 
 func (g GPUs) String() string {
 	switch {
@@ -197,19 +210,26 @@ func (g GPUs) String() string {
 		return "all"
 	case g.Count > 0:
 		return strconv.Itoa(g.Count)
-	case len(g.IDs) > 0:
-		return strings.Join(g.IDs, ",")
+	case g.Listed():
+		var parts []string
+		for _, i := range g.Indices {
+			parts = append(parts, strconv.Itoa(i))
+		}
+		return strings.Join(append(parts, g.IDs...), ",")
 	}
 	return "none"
 }
 
-// UnmarshalTOML accepts "all", "none", a positive integer or a list of UUIDs.
-// A wrong shape is recorded and reported by validate with its line.
+const gpusShape = "want \"all\", \"none\", a count, or a list of GPU indices or UUIDs (\"GPU-...\")"
+
+// UnmarshalTOML accepts "all", "none", a positive integer or a list of GPU
+// indices and UUIDs. A wrong shape is recorded and reported by validate with
+// its line.
 func (g *GPUs) UnmarshalTOML(raw []byte) error {
 	*g = GPUs{Set: true}
 	var v struct{ V any }
 	if err := toml.Unmarshal(append([]byte("V = "), raw...), &v); err != nil {
-		g.err = "want \"all\", \"none\", a count or a list of GPU UUIDs"
+		g.err = gpusShape
 		return nil
 	}
 	switch x := v.V.(type) {
@@ -219,7 +239,7 @@ func (g *GPUs) UnmarshalTOML(raw []byte) error {
 			g.All = true
 		case "none", "":
 		default:
-			g.err = fmt.Sprintf("%q: want \"all\", \"none\", a count or a list of GPU UUIDs", x)
+			g.err = fmt.Sprintf("%q: %s", x, gpusShape)
 		}
 	case int64:
 		if x < 0 {
@@ -227,16 +247,36 @@ func (g *GPUs) UnmarshalTOML(raw []byte) error {
 		}
 		g.Count = int(x)
 	case []any:
+		seen := map[string]bool{}
 		for _, e := range x {
-			id, ok := e.(string)
-			if !ok || !strings.HasPrefix(id, "GPU-") {
-				g.err = fmt.Sprintf("%v: list entries must be GPU UUIDs (\"GPU-...\")", e)
-				break
+			switch id := e.(type) {
+			case string:
+				if !strings.HasPrefix(id, "GPU-") || len(id) == len("GPU-") {
+					g.err = fmt.Sprintf("%q: list entries must be GPU indices or UUIDs (\"GPU-...\")", id)
+					return nil
+				}
+				g.IDs = append(g.IDs, id)
+			case int64:
+				if id < 0 || id > 1023 {
+					g.err = fmt.Sprintf("%d: not a GPU index", id)
+					return nil
+				}
+				g.Indices = append(g.Indices, int(id))
+			default:
+				g.err = fmt.Sprintf("%v: list entries must be GPU indices or UUIDs (\"GPU-...\")", e)
+				return nil
 			}
-			g.IDs = append(g.IDs, id)
+			if k := fmt.Sprint(e); seen[k] {
+				g.err = fmt.Sprintf("%v is listed twice", e)
+				return nil
+			}
+			seen[fmt.Sprint(e)] = true
+		}
+		if len(x) == 0 {
+			g.err = "an empty list: write \"none\" for no GPUs"
 		}
 	default:
-		g.err = "want \"all\", \"none\", a count or a list of GPU UUIDs"
+		g.err = gpusShape
 	}
 	return nil
 }

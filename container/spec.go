@@ -23,6 +23,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/docker/docker/api/types/container"
@@ -275,10 +276,13 @@ func DefaultUlimits() []*container.Ulimit {
 	}
 }
 
-// gpuRequests maps a project's GPU allocation to Docker device requests.
+// gpuRequests maps a project's GPU allocation to Docker device requests, as
+// configured (the engine picks the GPUs of a count). With a lease table the
+// manager names the leased GPUs instead (leaseRequests); this shape still
+// goes into the spec hash, so a lease never changes it.
 func gpuRequests(g config.GPUs) []container.DeviceRequest {
 	if !g.Set {
-		g.All = true // config's default when the key is absent
+		g.Count = config.DefaultGPUs // config's default when the key is absent
 	}
 	req := container.DeviceRequest{Driver: "nvidia", Capabilities: [][]string{{"gpu"}}}
 	switch {
@@ -286,8 +290,11 @@ func gpuRequests(g config.GPUs) []container.DeviceRequest {
 		req.Count = -1
 	case g.Count > 0:
 		req.Count = g.Count
-	case len(g.IDs) > 0:
-		req.DeviceIDs = slices.Clone(g.IDs)
+	case g.Listed():
+		for _, i := range g.Indices {
+			req.DeviceIDs = append(req.DeviceIDs, strconv.Itoa(i))
+		}
+		req.DeviceIDs = append(req.DeviceIDs, g.IDs...)
 	default:
 		return nil
 	}

@@ -123,8 +123,8 @@ func TestBuildSpecDefaults(t *testing.T) {
 	if got := s.HostConfig.Mounts[0].Source; got != config.DefaultStorageRoot+"/torch_cuda/monorepo_home" {
 		t.Errorf("default storage root: %q", got)
 	}
-	if d := s.HostConfig.DeviceRequests; len(d) != 1 || d[0].Count != -1 {
-		t.Errorf("unset gpus = %+v, want all (config's default)", d)
+	if d := s.HostConfig.DeviceRequests; len(d) != 1 || d[0].Count != config.DefaultGPUs {
+		t.Errorf("unset gpus = %+v, want %d (config's default)", d, config.DefaultGPUs)
 	}
 }
 
@@ -140,6 +140,7 @@ func TestBuildSpecGPUs(t *testing.T) {
 		{"all", config.GPUs{Set: true, All: true}, false, []container.DeviceRequest{{Driver: "nvidia", Count: -1, Capabilities: caps}}},
 		{"count", config.GPUs{Set: true, Count: 2}, false, []container.DeviceRequest{{Driver: "nvidia", Count: 2, Capabilities: caps}}},
 		{"list", config.GPUs{Set: true, IDs: []string{"GPU-a", "GPU-b"}}, false, []container.DeviceRequest{{Driver: "nvidia", DeviceIDs: []string{"GPU-a", "GPU-b"}, Capabilities: caps}}},
+		{"indices", config.GPUs{Set: true, Indices: []int{3, 0}, IDs: []string{"GPU-a"}}, false, []container.DeviceRequest{{Driver: "nvidia", DeviceIDs: []string{"3", "0", "GPU-a"}, Capabilities: caps}}},
 		{"all but disabled", config.GPUs{Set: true, All: true}, true, nil},
 		{"list but disabled", config.GPUs{Set: true, IDs: []string{"GPU-a"}}, true, nil},
 	}
