@@ -40,6 +40,7 @@ type Library interface {
 	Init() nvml.Return
 	Shutdown() nvml.Return
 	SystemGetDriverVersion() (string, nvml.Return)
+	SystemGetCudaDriverVersion() (int, nvml.Return)
 	DeviceGetCount() (int, nvml.Return)
 	DeviceGetHandleByIndex(int) (nvml.Device, nvml.Return)
 	EventSetCreate() (nvml.EventSet, nvml.Return)
@@ -198,6 +199,20 @@ func (inv *Inventory) Close() error {
 		return fmt.Errorf("NVML shutdown: %s", errorName(ret))
 	}
 	return nil
+}
+
+// CUDADriverVersion is the newest CUDA version the driver supports, as NVML
+// encodes it: 1000*major + 10*minor (12090 is CUDA 12.9).
+func (inv *Inventory) CUDADriverVersion() (int, error) {
+	if err := inv.acquire(); err != nil {
+		return 0, err
+	}
+	defer inv.mu.RUnlock()
+	v, ret := inv.lib.SystemGetCudaDriverVersion()
+	if ret != nvml.SUCCESS {
+		return 0, fmt.Errorf("NVML cannot say the CUDA driver version: %s", errorName(ret))
+	}
+	return v, nil
 }
 
 // ErrClosed is what an inventory answers after Close.
