@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -80,6 +81,8 @@ type doctorEnv struct {
 	// cdiDirs are searched for NVIDIA CDI specs when the engine does not
 	// list its own (engines before CDI support); nil: /etc/cdi, /var/run/cdi.
 	cdiDirs []string
+	// lookPath finds the NVIDIA Container Toolkit's hook; nil: exec.LookPath.
+	lookPath func(string) (string, error)
 	// dockerfile is the image's Dockerfile the CUDA requirement is read
 	// from; empty: the CUDA check says it cannot tell.
 	dockerfile string
@@ -385,6 +388,20 @@ func checkEngine(env doctorEnv) (engineRes, runtimeRes checkResult) {
 		runtimeRes.Status = env.gpuMissing
 		runtimeRes.Detail = "no nvidia runtime registered with the engine, and the engine does not read the NVIDIA CDI spec " + spec
 		runtimeRes.Fix = fixRuntime + ` (or enable CDI in /etc/docker/daemon.json: "features": {"cdi": true})`
+		return engineRes, runtimeRes
+	}
+	lookPath := env.lookPath
+	if lookPath == nil {
+		lookPath = exec.LookPath
+	}
+	if hook, err := lookPath("nvidia-container-runtime-hook"); err == nil {
+		// The engine's own GPU requests (DeviceRequests with the nvidia
+		// driver, as the gateway makes them) run this hook when the engine
+		// found it at its start, without a registered runtime.
+		runtimeRes.Status = statusWarn
+		runtimeRes.Detail = "no nvidia runtime or CDI registered with the engine, but the toolkit's " + hook +
+			" is installed: GPU requests work if the engine was started after it was"
+		runtimeRes.Fix = "run nvidia-ctk runtime configure --runtime=docker and restart the engine (systemctl restart docker)"
 		return engineRes, runtimeRes
 	}
 	runtimeRes.Status = env.gpuMissing

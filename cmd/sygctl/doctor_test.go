@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,6 +59,7 @@ func gpuHost(t *testing.T, cuda int) doctorEnv {
 		engine:     fakeEngine{info: system.Info{ServerVersion: "28.5.2", Runtimes: map[string]system.RuntimeWithStatus{"runc": {}, "nvidia": {Runtime: system.Runtime{Path: "nvidia-container-runtime"}}}}},
 		engineHost: "unix:///var/run/docker.sock",
 		cdiDirs:    []string{},
+		lookPath:   func(string) (string, error) { return "", exec.ErrNotFound },
 		dockerfile: zephyrDockerfile(),
 		gpuMissing: statusFail,
 	}
@@ -245,6 +247,12 @@ func TestDoctorRuntime(t *testing.T) {
 	env.gpuMissing = statusWarn
 	_, rt = checkEngine(env)
 	expect(t, rt, statusWarn, "nvidia-ctk runtime configure")
+
+	// The toolkit's hook without a registered runtime.
+	env.gpuMissing = statusFail
+	env.lookPath = func(name string) (string, error) { return "/usr/bin/" + name, nil }
+	_, rt = checkEngine(env)
+	expect(t, rt, statusWarn, "the toolkit's /usr/bin/nvidia-container-runtime-hook is installed", "restart the engine")
 }
 
 func TestDoctorEngineDown(t *testing.T) {
