@@ -33,6 +33,7 @@ func (m *Manager) Acquire(name string) {
 	u := m.useLocked(name)
 	u.n++
 	u.stopTimer()
+	delete(m.idleSince, name)
 }
 
 // Release ends a use recorded by Acquire. At zero, the idle timer starts.
@@ -46,6 +47,7 @@ func (m *Manager) Release(name string) {
 	}
 	u.n--
 	if u.n == 0 {
+		m.idleSince[name] = time.Now()
 		m.armIdleLocked(name, u)
 	}
 }
@@ -67,6 +69,9 @@ func (m *Manager) touchIdle(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if u := m.useLocked(name); u.n == 0 {
+		if _, ok := m.idleSince[name]; !ok {
+			m.idleSince[name] = time.Now()
+		}
 		m.armIdleLocked(name, u)
 	}
 }
@@ -152,6 +157,7 @@ func (m *Manager) idleStop(name string, gen uint64) {
 		m.log.Warn("idle stop failed", "container", name, "err", err)
 		return
 	}
+	m.releaseGPUs(name)
 	m.log.Info("stopped idle container", "container", name, "idle", m.opts.IdleStop)
 }
 

@@ -58,6 +58,8 @@ type Lease struct {
 	Project   string
 	UUIDs     []string
 	Mode      string // config.GPUExclusive or config.GPUShared
+
+	seq uint64 // when it was granted or restored (LeaseTable.seq)
 }
 
 // LeaseRequest asks for a container's GPUs as its project configures them.
@@ -74,6 +76,7 @@ type LeaseTable struct {
 	mu     sync.Mutex
 	leases map[string]Lease // by container name
 	max    int              // max_gpus_per_user; 0: no cap
+	seq    uint64           // bumped by every grant and restore
 	// idle describes a holder for a refusal ("idle 3h", "in use"); nil:
 	// nothing said.
 	idle func(container string) string
@@ -188,7 +191,8 @@ func (t *LeaseTable) Grant(req LeaseRequest, gpus []GPU) (Lease, error) {
 	if t.max > 0 && userHeld+len(picked) > t.max {
 		return refuse("user %s may hold %d GPUs at once (max_gpus_per_user) and holds %d; project %s needs %d more", req.User, t.max, userHeld, req.Project, len(picked))
 	}
-	l := Lease{Container: req.Container, User: req.User, Project: req.Project, UUIDs: picked, Mode: mode}
+	t.seq++
+	l := Lease{Container: req.Container, User: req.User, Project: req.Project, UUIDs: picked, Mode: mode, seq: t.seq}
 	t.leases[req.Container] = l
 	return cloneLease(l), nil
 }
@@ -271,7 +275,32 @@ func (t *LeaseTable) Restore(l Lease) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.leases[l.Container] = cloneLease(l)
+	t.seq++
+	l = cloneLease(l)
+	l.seq = t.seq
+	t.leases[l.Container] = l
+}
+
+// Seq is the table's grant counter now: a lease with a lower sequence was
+// granted or restored before this call.
+func (t *LeaseTable) Seq() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seq
+}
+
+// releaseBefore releases container's lease only if it was granted before
+// sequence seq, so a lease granted since (a login that is starting the
+// container now) is kept.
+func (t *LeaseTable) releaseBefore(container string, seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l, ok := t.leases[container]
+	if !ok || l.seq >= seq {
+		return false
+	}
+	delete(t.leases, container)
+	return true
 }
 
 // Held returns container's lease.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -28,6 +29,7 @@ type found struct {
 	created               int64
 	linkDir               string // host source of /.sygaldry/run
 	agentKey              string // LabelAgentKey: the agent's pinned public key
+	labels                map[string]string
 }
 
 func (f *found) running() bool { return f.state == "running" || f.state == "restarting" }
@@ -73,6 +75,7 @@ func (m *Manager) list(ctx context.Context, f filters.Args) ([]found, error) {
 			id: c.ID, state: string(c.State), hash: c.Labels[LabelSpec],
 			project: c.Labels[LabelProject], user: c.Labels[LabelUser],
 			image: c.Image, created: c.Created, agentKey: c.Labels[LabelAgentKey],
+			labels: c.Labels,
 		}
 		if len(c.Names) > 0 {
 			fd.name = strings.TrimPrefix(c.Names[0], "/")
@@ -301,7 +304,7 @@ func noGPUError(p config.Resolved, err error) error {
 
 func gpusSetting(g config.GPUs) string {
 	if !g.Set {
-		return `"all"`
+		return strconv.Itoa(config.DefaultGPUs)
 	}
 	if g.Count > 0 {
 		return g.String()

@@ -51,3 +51,10 @@ func (k *keyedLocks) lock(ctx context.Context, key string) (unlock func(), err e
 		return nil, context.Cause(ctx)
 	}
 }
+
+// held reports whether key is locked or waited for now.
+func (k *keyedLocks) held(key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.m[key] != nil
+}

@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -36,6 +38,16 @@ type Options struct {
 
 	// DisableGPUs attaches no GPUs whatever the projects say (SYGALDRY_GPU=false).
 	DisableGPUs bool
+
+	// GPUs is the host's GPU inventory. With it, a container leases the
+	// GPUs its project asks for (gpulease.go) and its DeviceRequests name
+	// exactly those; a host without GPUs refuses a project that asks for
+	// some. nil: no leases, the configured request goes to the engine as
+	// it is (sygctl launch, which cannot see the gateway's leases).
+	GPUs GPUInventory
+	// MaxGPUsPerUser caps the GPUs one user's containers lease together
+	// (max_gpus_per_user); 0: no cap. Used with GPUs only.
+	MaxGPUsPerUser int
 
 	// NetworkPool is the IPv4 range the containers' own networks take a /28
 	// each from (networks.go); the zero value: the engine's address pools.
@@ -76,6 +88,8 @@ func OptionsFromConfig(c *config.Config) Options {
 		IdleStop:    c.Server.IdleStop.D,
 		NetworkPool: networkPool(c.Docker.NetworkPool),
 		Projects:    c.Project,
+
+		MaxGPUsPerUser: c.Server.MaxGPUsPerUser,
 	}
 }
 
@@ -113,10 +127,16 @@ type Manager struct {
 	// a login to an unblocked container runs no iptables. Under netMu.
 	open map[string]bool
 
-	mu     sync.Mutex
-	uses   map[string]*use
-	closed bool
-	wg     sync.WaitGroup // Ensure calls and idle stops in flight
+	// leases are the GPUs leased to containers (gpulease.go); nil without
+	// an inventory. restored: they were read back from the engine once.
+	leases   *LeaseTable
+	restored atomic.Bool
+
+	mu        sync.Mutex
+	uses      map[string]*use
+	idleSince map[string]time.Time // when a container's last use ended, for refusal lines
+	closed    bool
+	wg        sync.WaitGroup // Ensure calls and idle stops in flight
 }
 
 // NewManager returns a Manager; it connects to the engine lazily.
@@ -161,13 +181,18 @@ func newManager(api dockerAPI, closer io.Closer, opts Options) (*Manager, error)
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{
-		opts:   opts,
-		api:    api,
-		closer: closer,
-		log:    log.With("component", "container"),
-		uses:   map[string]*use{},
-	}, nil
+	m := &Manager{
+		opts:      opts,
+		api:       api,
+		closer:    closer,
+		log:       log.With("component", "container"),
+		uses:      map[string]*use{},
+		idleSince: map[string]time.Time{},
+	}
+	if opts.GPUs != nil {
+		m.leases = NewLeaseTable(opts.MaxGPUsPerUser, m.idleWord)
+	}
+	return m, nil
 }
 
 // Close stops the idle timers, waits for Ensure calls and idle stops in
@@ -275,6 +300,13 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 	if err != nil {
 		return nil, err
 	}
+	leasing := m.leasing(p)
+	if leasing && (cur == nil || !cur.running()) {
+		// A host without GPUs refuses before anything is removed or made.
+		if _, err := m.hostGPUs(p); err != nil {
+			return nil, err
+		}
+	}
 	if cur != nil && cur.hash != spec.Hash {
 		switch {
 		case cur.running() && m.InUse(spec.Name) > 0:
@@ -314,12 +346,47 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 		cur = nil
 	}
 
+	if leasing && cur != nil && (cur.state == "created" || cur.state == "exited") {
+		// Stopped: it leases again the GPUs it was made with. When one of
+		// them is taken, or it predates leases, it is made anew with a new
+		// lease: nobody is inside a stopped container.
+		prev, labelled := LeaseFromLabels(spec.Name, cur.labels)
+		err := errors.New("no GPU lease label")
+		if labelled {
+			_, err = m.grantGPUs(ctx, log, p, user, config.GPUs{Set: true, IDs: prev.UUIDs})
+		}
+		if err != nil {
+			if labelled && !errors.Is(err, ErrGPUsBusy) {
+				return nil, err
+			}
+			log.Info("stopped container cannot have its GPUs back; recreating it with a new lease", "id", cur.id, "why", err)
+			if err := m.remove(ctx, cur.id); err != nil {
+				m.releaseGPUs(spec.Name)
+				return nil, err
+			}
+			cur = nil
+		}
+	}
+
 	if cur == nil {
+		if leasing {
+			l, err := m.grantGPUs(ctx, log, p, user, wantedGPUs(p.GPUs))
+			if err != nil {
+				m.releaseGPUs(spec.Name) // a removed container's lease, if any
+				return nil, err
+			}
+			spec = WithLease(spec, l)
+		}
 		id, err := m.create(ctx, log, p, spec, progress)
 		if err != nil {
+			m.releaseGPUs(spec.Name)
 			return nil, err
 		}
-		return m.startAndWait(ctx, log, p, spec, id, spec.Config.Labels[LabelAgentKey], progress)
+		inst, err := m.startAndWait(ctx, log, p, spec, id, spec.Config.Labels[LabelAgentKey], progress)
+		if err != nil {
+			m.releaseGPUs(spec.Name) // made but not running: it leases again at its next start
+		}
+		return inst, err
 	}
 	// Kept: its limits and host block follow the configuration without a
 	// recreation. A host block that cannot be put in place stops the login.
@@ -331,14 +398,28 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 	}
 	switch cur.state {
 	case "running", "restarting":
+		if m.leases != nil {
+			// Running: it holds the GPUs on its label, whatever the table
+			// knew (a container started while the gateway was away).
+			if _, held := m.leases.Held(spec.Name); !held {
+				if l, ok := LeaseFromLabels(spec.Name, cur.labels); ok {
+					m.leases.Restore(l)
+				}
+			}
+		}
 		// Kept or current: its link dir is the one it was made with.
 		spec.LinkDir, spec.SocketPath = cur.linkDir, cur.socketPath()
 		return m.waitReady(ctx, log, spec.Name, cur.id, spec.SocketPath, cur.agentKey)
 	case "created", "exited":
 		if err := m.ensureNetwork(ctx, log, spec); err != nil {
+			m.releaseGPUs(spec.Name)
 			return nil, err
 		}
-		return m.startAndWait(ctx, log, p, spec, cur.id, cur.agentKey, progress)
+		inst, err := m.startAndWait(ctx, log, p, spec, cur.id, cur.agentKey, progress)
+		if err != nil {
+			m.releaseGPUs(spec.Name)
+		}
+		return inst, err
 	default:
 		return nil, userErr(nil, fmt.Errorf("state %q", cur.state), "container %s is %s; the administrator has to look at it", spec.Name, cur.state)
 	}

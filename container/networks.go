@@ -167,6 +167,9 @@ func (m *Manager) ApplyLimits(ctx context.Context, cfg *config.Config) error {
 		return ErrManagerClosed
 	}
 	defer m.wg.Done()
+	if m.leases != nil {
+		m.leases.SetMaxPerUser(cfg.Server.MaxGPUsPerUser) // leases already granted stay
+	}
 	host, err := m.hostInfo(ctx)
 	if err != nil {
 		return err

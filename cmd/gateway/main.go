@@ -89,22 +89,8 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 	registry := sessions.NewRegistry(hist)
 	registry.SetIDBase(hist.MaxID())
 
-	// The container manager resolves projects through the config in force,
-	// which SIGHUP replaces.
-	var current atomic.Pointer[config.Config]
-	current.Store(cfg)
-	opts := container.OptionsFromConfig(cfg)
-	opts.Projects = func(name string) (config.Resolved, bool) { return current.Load().Project(name) }
-	opts.AgentPath = agentPath
-	opts.Logger = log.With("component", "containers")
-	mgr, err := container.NewManager(opts)
-	if err != nil {
-		return err
-	}
-	defer mgr.Close()
-
 	// NVML: Init now, Shutdown at exit, after the health watcher and the
-	// admin API (the last readers) have stopped.
+	// admin API and the container manager (the last readers) have stopped.
 	gpus := openGPUs(log.With("component", "gpus"))
 	defer gpus.Close()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
@@ -119,6 +105,26 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 		}
 	}()
 	defer func() { stopWatch(); <-watched }()
+
+	// The container manager resolves projects through the config in force,
+	// which SIGHUP replaces.
+	var current atomic.Pointer[config.Config]
+	current.Store(cfg)
+	opts := container.OptionsFromConfig(cfg)
+	opts.Projects = func(name string) (config.Resolved, bool) { return current.Load().Project(name) }
+	opts.AgentPath = agentPath
+	opts.Logger = log.With("component", "containers")
+	// Containers lease their GPUs from the inventory; on a host without
+	// GPUs a project that asks for some is refused with a clear line.
+	opts.GPUs = container.NVMLInventory(gpus)
+	mgr, err := container.NewManager(opts)
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+	if err := mgr.RestoreLeases(context.Background()); err != nil {
+		log.Warn("GPU leases not read back from the running containers; they are at the first login that needs GPUs", "err", err)
+	}
 
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
