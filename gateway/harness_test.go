@@ -58,6 +58,7 @@ type worldTOML struct {
 	tail    strings.Builder // tables at the end
 	logs    io.Writer       // also gets the gateway's log; nil: none
 	history bool            // keep a session history (world.history)
+	manager func(*sygcontainer.Options)
 }
 
 type worldOpt func(*worldTOML)
@@ -70,6 +71,11 @@ func withProjectTOML(lines string) worldOpt {
 // withServerTOML appends lines to [server].
 func withServerTOML(lines string) worldOpt {
 	return func(w *worldTOML) { w.server.WriteString(lines + "\n") }
+}
+
+// withManager changes the container manager's options before it is made.
+func withManager(f func(*sygcontainer.Options)) worldOpt {
+	return func(w *worldTOML) { w.manager = f }
 }
 
 // withTailTOML appends tables at the end of the config.
@@ -151,6 +157,9 @@ keys = [%q]
 	mopts := sygcontainer.OptionsFromConfig(cfg)
 	mopts.Labels = map[string]string{testenv.TestLabel: w.testID}
 	mopts.Logger = log
+	if extra.manager != nil {
+		extra.manager(&mopts)
+	}
 	w.mgr, err = sygcontainer.NewManager(mopts)
 	if err != nil {
 		t.Fatal(err)
