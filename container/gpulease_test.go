@@ -220,3 +220,54 @@ func TestRestoreLeasesFromLabels(t *testing.T) {
 		t.Errorf("refusal %q does not name the restored holder", msg)
 	}
 }
+
+// A stopped container leases the GPUs on its label again; when one of them
+// is taken meanwhile, it is made anew with a new lease. (The mock's GPUs
+// are not on this host, so every start fails after the create: the
+// containers stay stopped, which is the state under test.)
+func TestStoppedContainerReleases(t *testing.T) {
+	s := mockMachine(t, 2, nil, nil)
+	r := newRig(t, func(o *Options) { o.GPUs = mockGPUs(t, s) })
+	p := r.project()
+	p.GPUs = config.GPUs{Set: true, Count: 1}
+	name := ContainerName(p.Name, "alice")
+	made := func() container.InspectResponse {
+		t.Helper()
+		if _, err := r.m.Ensure(context.Background(), p, "alice", io.Discard); err == nil {
+			t.Fatal("a container with mock GPUs started")
+		}
+		if _, held := r.m.leases.Held(name); held {
+			t.Error("a container that did not start keeps its lease")
+		}
+		cs := r.containers(p.Name, "alice")
+		if len(cs) != 1 {
+			t.Fatalf("%d containers", len(cs))
+		}
+		return r.inspect(cs[0].ID)
+	}
+	first := made()
+	if got := first.Config.Labels[LabelGPUs]; got != uuidOf(s, 0) {
+		t.Fatalf("first lease %q, want GPU 0", got)
+	}
+	// Nothing else holds GPU 0: the same container is started again.
+	if again := made(); again.ID != first.ID {
+		t.Errorf("recreated (%s -> %s) although its GPU was free", first.ID[:12], again.ID[:12])
+	}
+
+	// GPU 0 goes to a running container: the stopped one is made anew
+	// with GPU 1.
+	holder := r.project()
+	hinst, _ := r.ensure(holder, "bob")
+	r.m.leases.Restore(Lease{Container: hinst.Name, User: "bob", Project: holder.Name, UUIDs: []string{uuidOf(s, 0)}, Mode: config.GPUExclusive})
+	next := made()
+	if next.ID == first.ID {
+		t.Fatal("kept although its GPU is leased to another container")
+	}
+	dr := next.HostConfig.DeviceRequests
+	if next.Config.Labels[LabelGPUs] != uuidOf(s, 1) || len(dr) != 1 || !slices.Equal(dr[0].DeviceIDs, []string{uuidOf(s, 1)}) {
+		t.Errorf("new lease %q, requests %+v; want GPU 1", next.Config.Labels[LabelGPUs], dr)
+	}
+	if l, _ := r.m.leases.Held(hinst.Name); !slices.Equal(l.UUIDs, []string{uuidOf(s, 0)}) {
+		t.Errorf("the holder's lease changed: %v", l.UUIDs)
+	}
+}
