@@ -43,6 +43,7 @@ func TestGPUSettingsErrors(t *testing.T) {
 		{"empty list", "[defaults]\ngpus = []\n", []string{"f.toml:2:", "\"none\""}},
 		{"negative count", "[defaults]\ngpus = -2\n", []string{"f.toml:2:", "negative"}},
 		{"bad mode", "[projects.p]\nmembers = []\n\ngpu_mode = \"polite\"\n", []string{"f.toml:4:", "projects.p.gpu_mode", "exclusive"}},
+		{"visible devices in env", "[projects.p]\nmembers = []\nenv = { NVIDIA_VISIBLE_DEVICES = \"all\" }\n", []string{"f.toml:3:", "projects.p.env", "use gpus"}},
 		{"negative cap", "[server]\nlisten = \"1.2.3.4:22\"\nmax_gpus_per_user = -1\n", []string{"f.toml:3:", "max_gpus_per_user"}},
 	}
 	for _, tt := range tests {

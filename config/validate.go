@@ -162,6 +162,10 @@ func validateSettings(key string, s Settings) []validationError {
 		if !envNameRE.MatchString(k) {
 			bad(key+".env", "%s.env: bad variable name %q", key, k)
 		}
+		if k == "NVIDIA_VISIBLE_DEVICES" {
+			// The GPU lease decides which GPUs a container sees.
+			bad(key+".env", "%s.env: NVIDIA_VISIBLE_DEVICES is set from the GPUs leased to the container; use gpus", key)
+		}
 	}
 	for i, m := range s.Mounts {
 		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {

@@ -38,6 +38,9 @@ func TestWithLeaseSpec(t *testing.T) {
 	if got.Config.Labels[LabelGPUs] != "GPU-b,GPU-a" || got.Config.Labels[LabelGPUMode] != config.GPUShared {
 		t.Errorf("lease labels = %q %q", got.Config.Labels[LabelGPUs], got.Config.Labels[LabelGPUMode])
 	}
+	if slices.ContainsFunc(got.Config.Env, func(e string) bool { return strings.HasPrefix(e, "NVIDIA_VISIBLE_DEVICES=") }) {
+		t.Errorf("a leased container's env sets NVIDIA_VISIBLE_DEVICES itself: %q", got.Config.Env)
+	}
 	if got.Hash != spec.Hash || got.Config.Labels[LabelSpec] != spec.Hash {
 		t.Errorf("hash changed by a lease: %s -> %s (label %s)", spec.Hash, got.Hash, got.Config.Labels[LabelSpec])
 	}
@@ -87,8 +90,9 @@ func TestEnsureNoHostGPUs(t *testing.T) {
 	}
 	p.GPUs = config.GPUs{Set: true}
 	inst, _ := r.ensure(p, "alice")
-	if dr := r.inspect(inst.ID).HostConfig.DeviceRequests; len(dr) != 0 {
-		t.Errorf("gpus = none: device requests %+v", dr)
+	ci := r.inspect(inst.ID)
+	if dr := ci.HostConfig.DeviceRequests; len(dr) != 0 || !slices.Contains(ci.Config.Env, "NVIDIA_VISIBLE_DEVICES=void") {
+		t.Errorf("gpus = none: device requests %+v, env %q", dr, ci.Config.Env)
 	}
 
 	r2 := newRig(t, func(o *Options) { o.GPUs = noNVML(t); o.DisableGPUs = true })

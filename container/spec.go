@@ -210,6 +210,14 @@ func BuildSpec(in SpecInput) (Spec, error) {
 		devices = gpuRequests(s.GPUs)
 	}
 
+	if len(devices) == 0 {
+		// No GPU: also not through an engine whose default runtime is
+		// nvidia and an image that says NVIDIA_VISIBLE_DEVICES=all (the
+		// CUDA images do), which would hand every GPU past the leases.
+		// "void" makes the NVIDIA runtime leave the container alone.
+		env = append(env, noGPUEnv)
+	}
+
 	ulimits := DefaultUlimits()
 	if len(devices) == 0 {
 		// Unlimited locked memory is for CUDA's pinned buffers and RDMA;
@@ -263,6 +271,10 @@ func BuildSpec(in SpecInput) (Spec, error) {
 	labels[LabelSpec] = spec.Hash
 	return spec, nil
 }
+
+// noGPUEnv is the environment of a container without GPUs; with GPUs the
+// engine sets NVIDIA_VISIBLE_DEVICES to the requested devices itself.
+const noGPUEnv = "NVIDIA_VISIBLE_DEVICES=void"
 
 // DefaultUlimits are the limits CUDA and NCCL need: unlimited locked memory
 // (pinned host buffers, RDMA) and a 64 MiB stack. A container without GPUs

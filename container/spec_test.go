@@ -153,6 +153,12 @@ func TestBuildSpecGPUs(t *testing.T) {
 			if !reflect.DeepEqual(hc.DeviceRequests, tt.want) {
 				t.Errorf("device requests = %+v, want %+v", hc.DeviceRequests, tt.want)
 			}
+			// Without GPUs the NVIDIA runtime is told to leave the
+			// container alone, whatever the image's environment says.
+			env := mustSpec(t, in).Config.Env
+			if void := slices.Contains(env, "NVIDIA_VISIBLE_DEVICES=void"); void != (tt.want == nil) {
+				t.Errorf("env %q: NVIDIA_VISIBLE_DEVICES=void is %v, want %v", env, void, tt.want == nil)
+			}
 			// memlock=-1 goes with GPUs only (CUDA pinned memory).
 			hasMemlock := slices.ContainsFunc(hc.Ulimits, func(u *container.Ulimit) bool { return u.Name == "memlock" && u.Soft == -1 && u.Hard == -1 })
 			if hasMemlock != (tt.want != nil) {
