@@ -35,6 +35,7 @@ type Config struct {
 	keys      map[string][]AuthorizedKey // SHA256 fingerprint -> its lines, in file order
 	cas       []gossh.PublicKey          // parsed trusted_user_ca_keys
 	revoked   *RevokedKeys               // server.revoked_keys, read by Parse
+	loc       *locator                   // key paths to lines, for ErrorAt
 }
 
 // UserCAs returns the trusted user CA keys.

@@ -50,6 +50,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	c.Path = name
 	c.fillDefaults()
 	loc := newLocator(data)
+	c.loc = loc
 	if errs := c.validate(); len(errs) > 0 {
 		out := make([]error, 0, len(errs))
 		for _, ve := range errs {

@@ -370,3 +370,29 @@ func IdleWord(inUse int, idleSince time.Time, now time.Time) string {
 	}
 	return "idle <1m"
 }
+
+// CheckGPUs refuses, naming file:line, a project whose gpus the host's GPUs
+// can never satisfy: a count above the GPUs there are, or a listed index or
+// UUID the host does not have. gpus is the inventory now; a host without
+// GPUs is not checked here (a login that asks for one is refused with its
+// own line, see Manager).
+func CheckGPUs(c *config.Config, gpus []GPU) error {
+	if len(gpus) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, name := range c.ProjectNames() {
+		p, _ := c.Project(name)
+		g := wantedGPUs(p.GPUs)
+		key := c.GPUsKey(name)
+		if g.Count > len(gpus) {
+			errs = append(errs, c.ErrorAt(key, "project %s: gpus = %d, but this host has %d GPUs", name, g.Count, len(gpus)))
+		}
+		for _, want := range listed(g) {
+			if !slices.ContainsFunc(gpus, func(d GPU) bool { return d.UUID == want || strconv.Itoa(d.Index) == want }) {
+				errs = append(errs, c.ErrorAt(key, "project %s: gpus lists GPU %s, which this host does not have", name, want))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -385,3 +385,48 @@ func TestIdleWord(t *testing.T) {
 		}
 	}
 }
+
+// A gpus value the host's GPUs cannot satisfy is refused naming file:line;
+// a host without GPUs is not checked.
+func TestCheckGPUs(t *testing.T) {
+	s := mockMachine(t, 2, nil, nil)
+	gs := readGPUs(t, mockGPUs(t, s))
+	doc := `[defaults]
+gpus = 3
+
+[projects.ok]
+members = []
+gpus = [1, "` + uuidOf(s, 0) + `"]
+
+[projects.inherits]
+members = []
+
+[projects.bad]
+members = []
+gpus = [2, "GPU-00000000-0000-0000-0000-000000000000"]
+`
+	c, err := config.Parse("gw.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckGPUs(c, gs)
+	for _, want := range []string{
+		"gw.toml:2: project inherits: gpus = 3, but this host has 2 GPUs",
+		"gw.toml:13: project bad: gpus lists GPU 2, which this host does not have",
+		"gw.toml:13: project bad: gpus lists GPU GPU-00000000-0000-0000-0000-000000000000, which this host does not have",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v\ndoes not contain %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "project ok") {
+		t.Errorf("a satisfiable project refused: %v", err)
+	}
+	if err := CheckGPUs(c, nil); err != nil {
+		t.Errorf("a host without GPUs: %v", err)
+	}
+	c2, _ := config.Parse("gw.toml", []byte("[defaults]\ngpus = 2\n[projects.a]\nmembers = []\n"))
+	if err := CheckGPUs(c2, gs); err != nil {
+		t.Errorf("2 of 2: %v", err)
+	}
+}

@@ -117,6 +117,9 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 	// Containers lease their GPUs from the inventory; on a host without
 	// GPUs a project that asks for some is refused with a clear line.
 	opts.GPUs = container.NVMLInventory(gpus)
+	if err := checkHostGPUs(cfg, opts.GPUs); err != nil {
+		return err
+	}
 	mgr, err := container.NewManager(opts)
 	if err != nil {
 		return err
@@ -189,6 +192,9 @@ wait:
 				// Reload: a bad file keeps the running config (and says
 				// where the file is wrong), like `nginx -s reload`.
 				next, err := config.Load(configPath)
+				if err == nil {
+					err = checkHostGPUs(next, opts.GPUs)
+				}
 				if err != nil {
 					log.Error("config reload refused; keeping the running config", "err", err)
 					continue
