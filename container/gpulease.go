@@ -208,3 +208,23 @@ func (m *Manager) touchIdleSince(name string) {
 		m.idleSince[name] = time.Now()
 	}
 }
+
+// LeaseStatus is one container's lease with how its holder is doing, for
+// the admin view ("in use", "idle 3h").
+type LeaseStatus struct {
+	Lease
+	Idle string
+}
+
+// GPULeases lists the leases held now, by container name; nil without an
+// inventory.
+func (m *Manager) GPULeases() []LeaseStatus {
+	if m.leases == nil {
+		return nil
+	}
+	var out []LeaseStatus
+	for _, l := range m.leases.Leases() {
+		out = append(out, LeaseStatus{Lease: l, Idle: m.idleWord(l.Container)})
+	}
+	return out
+}

@@ -114,6 +114,12 @@ func TestEnsureGPUsBusy(t *testing.T) {
 	hinst, _ := r.ensure(holder, "bob")
 	r.m.leases.Restore(Lease{Container: hinst.Name, User: "bob", Project: holder.Name, UUIDs: []string{uuidOf(s, 0), uuidOf(s, 1)}, Mode: config.GPUExclusive})
 
+	r.m.Acquire(hinst.Name)
+	if ls := r.m.GPULeases(); len(ls) != 1 || ls[0].Container != hinst.Name || ls[0].Idle != "in use" || len(ls[0].UUIDs) != 2 {
+		t.Errorf("GPULeases = %+v", ls)
+	}
+	r.m.Release(hinst.Name)
+
 	p := r.project()
 	p.GPUs = config.GPUs{Set: true, Count: 1}
 	_, err := r.m.Ensure(context.Background(), p, "alice", io.Discard)
