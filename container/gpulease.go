@@ -190,14 +190,19 @@ func contains(list []string, s string) bool {
 
 // idleWord describes container name for a refusal line.
 func (m *Manager) idleWord(name string) string {
-	m.mu.Lock()
-	n := 0
-	if u := m.uses[name]; u != nil {
-		n = u.n
-	}
-	since := m.idleSince[name]
-	m.mu.Unlock()
+	n, since := m.holderState(name)
 	return IdleWord(n, since, time.Now())
+}
+
+// holderState is how many connections hold container name now and, when
+// none does, since when it has been idle (zero: not known).
+func (m *Manager) holderState(name string) (inUse int, idleSince time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u := m.uses[name]; u != nil {
+		inUse = u.n
+	}
+	return inUse, m.idleSince[name]
 }
 
 // touchIdleSince records that name is idle from now, unless it already was.
@@ -213,7 +218,9 @@ func (m *Manager) touchIdleSince(name string) {
 // the admin view ("in use", "idle 3h").
 type LeaseStatus struct {
 	Lease
-	Idle string
+	Idle      string
+	InUse     bool      // a connection holds the container now
+	IdleSince time.Time // when its last use ended; zero while in use or when not known
 }
 
 // GPULeases lists the leases held now, by container name; nil without an
@@ -224,7 +231,12 @@ func (m *Manager) GPULeases() []LeaseStatus {
 	}
 	var out []LeaseStatus
 	for _, l := range m.leases.Leases() {
-		out = append(out, LeaseStatus{Lease: l, Idle: m.idleWord(l.Container)})
+		n, since := m.holderState(l.Container)
+		st := LeaseStatus{Lease: l, Idle: IdleWord(n, since, time.Now()), InUse: n > 0}
+		if n == 0 {
+			st.IdleSince = since
+		}
+		out = append(out, st)
 	}
 	return out
 }

@@ -115,10 +115,13 @@ func TestEnsureGPUsBusy(t *testing.T) {
 	r.m.leases.Restore(Lease{Container: hinst.Name, User: "bob", Project: holder.Name, UUIDs: []string{uuidOf(s, 0), uuidOf(s, 1)}, Mode: config.GPUExclusive})
 
 	r.m.Acquire(hinst.Name)
-	if ls := r.m.GPULeases(); len(ls) != 1 || ls[0].Container != hinst.Name || ls[0].Idle != "in use" || len(ls[0].UUIDs) != 2 {
+	if ls := r.m.GPULeases(); len(ls) != 1 || ls[0].Container != hinst.Name || ls[0].Idle != "in use" || !ls[0].InUse || !ls[0].IdleSince.IsZero() || len(ls[0].UUIDs) != 2 {
 		t.Errorf("GPULeases = %+v", ls)
 	}
 	r.m.Release(hinst.Name)
+	if ls := r.m.GPULeases(); len(ls) != 1 || ls[0].InUse || ls[0].IdleSince.IsZero() || time.Since(ls[0].IdleSince) > time.Minute {
+		t.Errorf("GPULeases after the last connection = %+v", ls)
+	}
 
 	p := r.project()
 	p.GPUs = config.GPUs{Set: true, Count: 1}
