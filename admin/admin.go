@@ -14,9 +14,10 @@
 //	                                "connection": true ends the whole client
 //	                                connection the session belongs to
 //	GET  /v1/containers             managed containers
-//	GET  /v1/gpus                   the host's GPUs (GPUReport); 200 with
-//	                                "available": false and a message on a
-//	                                host without NVIDIA's driver
+//	GET  /v1/gpus                   the host's GPUs (GPUReport) with their
+//	                                lease holders; 200 with "available":
+//	                                false and a message on a host without
+//	                                NVIDIA's driver
 package admin
 
 import (
@@ -92,6 +93,8 @@ type Server struct {
 	Containers Containers
 	// GPUs reads the GPU inventory; nil: GET /v1/gpus answers 503.
 	GPUs GPUs
+	// Leases names each GPU's holders in GET /v1/gpus; nil: none named.
+	Leases GPULeases
 	// Version is reported by /v1/status; empty: the main module's version
 	// from the build info ("devel" when unknown).
 	Version string

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -39,7 +40,38 @@ type GPUInfo struct {
 	Health       string       `json:"health"`             // "healthy" or "unhealthy"
 	HealthReason string       `json:"health_reason,omitempty"`
 	Processes    []GPUProcess `json:"processes"`
+	Holders      []GPUHolder  `json:"holders"` // the containers leasing it, by name; [] when free
 	Unknown      []string     `json:"unknown,omitempty"`
+}
+
+// GPUHolder is a container that holds a lease on a GPU, and how it is
+// doing: InUse while a connection holds it, else IdleSeconds since its last
+// connection ended (absent when the gateway does not know since when).
+type GPUHolder struct {
+	Container   string `json:"container"`
+	User        string `json:"user"`
+	Project     string `json:"project"`
+	Mode        string `json:"mode"` // "exclusive" or "shared"
+	InUse       bool   `json:"in_use"`
+	IdleSeconds *int64 `json:"idle_seconds,omitempty"`
+}
+
+// GPULeases is what the admin API needs from the container manager's GPU
+// lease table (adapted in package gateway).
+type GPULeases interface {
+	// GPULeases lists the leases held now, by container name.
+	GPULeases() []GPULease
+}
+
+// GPULease is the GPUs one container holds and how the holder is doing.
+type GPULease struct {
+	Container string
+	User      string
+	Project   string
+	Mode      string
+	UUIDs     []string
+	InUse     bool
+	IdleSince time.Time // when its last connection ended; zero: not known
 }
 
 // GPUProcess is a process using a GPU, with the container it runs in when
@@ -65,10 +97,36 @@ func (s *Server) serveGPUs(w http.ResponseWriter, r *http.Request) {
 	if rep.GPUs == nil {
 		rep.GPUs = []GPUInfo{}
 	}
+	holders := s.gpuHolders(time.Now())
+	rep.GPUs = slices.Clone(rep.GPUs) // the holders are ours to set, not the inventory's
 	for i := range rep.GPUs {
 		if rep.GPUs[i].Processes == nil {
 			rep.GPUs[i].Processes = []GPUProcess{}
 		}
+		rep.GPUs[i].Holders = []GPUHolder{}
+		if u := rep.GPUs[i].UUID; u != "" {
+			rep.GPUs[i].Holders = append(rep.GPUs[i].Holders, holders[u]...)
+		}
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// gpuHolders maps GPU UUIDs to the containers leasing them; nil without a
+// lease table.
+func (s *Server) gpuHolders(now time.Time) map[string][]GPUHolder {
+	if s.Leases == nil {
+		return nil
+	}
+	out := map[string][]GPUHolder{}
+	for _, l := range s.Leases.GPULeases() {
+		h := GPUHolder{Container: l.Container, User: l.User, Project: l.Project, Mode: l.Mode, InUse: l.InUse}
+		if !l.InUse && !l.IdleSince.IsZero() {
+			sec := max(int64(now.Sub(l.IdleSince)/time.Second), 0)
+			h.IdleSeconds = &sec
+		}
+		for _, u := range l.UUIDs {
+			out[u] = append(out[u], h)
+		}
+	}
+	return out
 }

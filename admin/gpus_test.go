@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/admin/client"
@@ -41,11 +42,55 @@ func TestNoGPUInventory(t *testing.T) {
 
 // The server's GPU wire types and the client's copies must not drift apart.
 func TestGPUWireTypesMatch(t *testing.T) {
-	u64, u32 := uint64(7), uint32(3)
+	u64, u32, i64 := uint64(7), uint32(3), int64(5)
 	rep := admin.GPUReport{Available: true, Message: "m", Driver: "d", GPUs: []admin.GPUInfo{{
 		Index: 1, UUID: "u", Name: "n", MemoryTotal: &u64, MemoryUsed: &u64, Utilization: &u32, Temperature: &u32,
 		MIGMode: "disabled", Health: "unhealthy", HealthReason: "XID 79", Unknown: []string{"x"},
 		Processes: []admin.GPUProcess{{PID: 1, UsedMemory: &u64, ContainerID: "c", Container: "n", Project: "p", User: "u"}},
+		Holders:   []admin.GPUHolder{{Container: "n", User: "u", Project: "p", Mode: "shared", InUse: true, IdleSeconds: &i64}},
 	}}}
 	roundTrip(t, rep, &client.GPUReport{})
+}
+
+type fakeLeases []admin.GPULease
+
+func (f fakeLeases) GPULeases() []admin.GPULease { return f }
+
+// Each GPU names the containers leasing it: in use, or idle for how long; a
+// free GPU has "holders": [].
+func TestGPUsHolders(t *testing.T) {
+	e := start(t, nil)
+	e.srv.GPUs = fakeGPUs{admin.GPUReport{Available: true, GPUs: []admin.GPUInfo{
+		{Index: 0, UUID: "GPU-0", Health: "healthy"},
+		{Index: 1, UUID: "GPU-1", Health: "healthy"},
+		{Index: 2, UUID: "GPU-2", Health: "healthy"},
+	}}}
+	e.srv.Leases = fakeLeases{
+		{Container: "sygaldry-zephyr-bob", User: "bob", Project: "zephyr", Mode: "exclusive", UUIDs: []string{"GPU-0"}, IdleSince: time.Now().Add(-3 * time.Hour)},
+		{Container: "sygaldry-mist-alice", User: "alice", Project: "mist", Mode: "shared", UUIDs: []string{"GPU-1"}, InUse: true},
+		{Container: "sygaldry-mist-carol", User: "carol", Project: "mist", Mode: "shared", UUIDs: []string{"GPU-1"}},
+	}
+	code, b := rawBytes(t, e.sock, "GET", "/v1/gpus", "")
+	if code != 200 || !strings.Contains(string(b), `"holders":[]`) {
+		t.Errorf("a free GPU: %d %s", code, b)
+	}
+	rep, err := e.cl.GPUs(ctx(t))
+	if err != nil || len(rep.GPUs) != 3 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	h0 := rep.GPUs[0].Holders
+	if len(h0) != 1 || h0[0].Container != "sygaldry-zephyr-bob" || h0[0].User != "bob" || h0[0].Project != "zephyr" || h0[0].Mode != "exclusive" || h0[0].InUse {
+		t.Errorf("GPU 0 holders = %+v", h0)
+	}
+	if len(h0) == 1 && (h0[0].IdleSeconds == nil || *h0[0].IdleSeconds < 3*3600 || *h0[0].IdleSeconds > 3*3600+60) {
+		t.Errorf("GPU 0 idle_seconds = %v, want about 10800", h0[0].IdleSeconds)
+	}
+	h1 := rep.GPUs[1].Holders
+	if len(h1) != 2 || h1[0].Container != "sygaldry-mist-alice" || !h1[0].InUse || h1[0].IdleSeconds != nil || h1[0].Mode != "shared" ||
+		h1[1].Container != "sygaldry-mist-carol" || h1[1].InUse || h1[1].IdleSeconds != nil {
+		t.Errorf("GPU 1 holders = %+v", h1)
+	}
+	if len(rep.GPUs[2].Holders) != 0 {
+		t.Errorf("GPU 2 holders = %+v", rep.GPUs[2].Holders)
+	}
 }

@@ -44,3 +44,21 @@ func (a adminContainers) List(ctx context.Context) ([]admin.ContainerInfo, error
 	}
 	return out, nil
 }
+
+// AdminGPULeases adapts the container manager's GPU leases to the admin
+// API, which names each GPU's holders with them.
+func AdminGPULeases(m *container.Manager) admin.GPULeases { return adminGPULeases{m} }
+
+type adminGPULeases struct{ m *container.Manager }
+
+func (a adminGPULeases) GPULeases() []admin.GPULease {
+	ls := a.m.GPULeases()
+	out := make([]admin.GPULease, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, admin.GPULease{
+			Container: l.Container, User: l.User, Project: l.Project, Mode: l.Mode,
+			UUIDs: l.UUIDs, InUse: l.InUse, IdleSince: l.IdleSince,
+		})
+	}
+	return out
+}

@@ -71,7 +71,19 @@ type GPUInfo struct {
 	Health       string       `json:"health"`
 	HealthReason string       `json:"health_reason,omitempty"`
 	Processes    []GPUProcess `json:"processes"`
+	Holders      []GPUHolder  `json:"holders"`
 	Unknown      []string     `json:"unknown,omitempty"`
+}
+
+// GPUHolder is a container leasing a GPU: InUse while a connection holds
+// it, else IdleSeconds since its last connection ended (nil: not known).
+type GPUHolder struct {
+	Container   string `json:"container"`
+	User        string `json:"user"`
+	Project     string `json:"project"`
+	Mode        string `json:"mode"`
+	InUse       bool   `json:"in_use"`
+	IdleSeconds *int64 `json:"idle_seconds,omitempty"`
 }
 
 // GPUProcess is a process on a GPU and, where its cgroup names one, its

@@ -148,6 +148,7 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 		Sessions:   admin.FromRegistry(registry),
 		Containers: gateway.AdminContainers(mgr),
 		GPUs:       adminGPUs{inv: gpus, list: mgr.List, log: log.With("component", "admin")},
+		Leases:     gateway.AdminGPULeases(mgr),
 		Logger:     log.With("component", "admin"),
 	}
 	al, err := admin.Listen(cfg.Server.AdminSocket)

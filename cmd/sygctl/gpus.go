@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/sygaldry/sygaldry/admin/client"
 )
@@ -18,7 +19,7 @@ import (
 func cmdGPUs(args []string, stdout, stderr io.Writer) int {
 	var af adminFlags
 	fs := newAdminFlagSet("gpus", "sygctl gpus [--socket PATH | --config FILE] [--json]",
-		"Lists the host's NVIDIA GPUs as the gateway sees them through NVML: memory,\nutilisation, temperature, health (from XID events) and the processes on each,\nwith their container. A host without the NVIDIA driver says so and exits 0.")
+		"Lists the host's NVIDIA GPUs as the gateway sees them through NVML: memory,\nutilisation, temperature, health (from XID events), the containers leasing\neach (user, project, exclusive or shared) and how long they have been idle,\nand the processes on each, with their container. A host without the NVIDIA\ndriver says so and exits 0.")
 	af.add(fs, true)
 	operands, code := parseAdminFlags(fs, args, true, stdout, stderr)
 	if code >= 0 {
@@ -62,7 +63,7 @@ func cmdGPUs(args []string, stdout, stderr io.Writer) int {
 
 func writeGPUTable(w io.Writer, rep client.GPUReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "INDEX\tUUID\tNAME\tMEMORY\tUTIL\tTEMP\tHEALTH\tPROCESSES")
+	fmt.Fprintln(tw, "INDEX\tUUID\tNAME\tMEMORY\tUTIL\tTEMP\tHEALTH\tHOLDER\tIDLE\tPROCESSES")
 	for _, g := range rep.GPUs {
 		mem := ""
 		if g.MemoryUsed != nil && g.MemoryTotal != nil {
@@ -90,7 +91,8 @@ func writeGPUTable(w io.Writer, rep client.GPUReport) {
 			}
 			procs = append(procs, s)
 		}
-		cols := []string{strconv.Itoa(g.Index), g.UUID, g.Name, mem, util, temp, health, strings.Join(procs, ",")}
+		holders, idle := holderCells(g.Holders)
+		cols := []string{strconv.Itoa(g.Index), g.UUID, g.Name, mem, util, temp, health, holders, idle, strings.Join(procs, ",")}
 		for i, col := range cols {
 			cols[i] = dashIfEmpty(termSafe(col))
 		}
@@ -100,6 +102,27 @@ func writeGPUTable(w io.Writer, rep client.GPUReport) {
 	if rep.Driver != "" {
 		fmt.Fprintf(w, "driver %s\n", termSafe(rep.Driver))
 	}
+}
+
+// holderCells are the HOLDER and IDLE cells of a GPU's row: each container
+// leasing it as "sygaldry-zephyr-bob(user=bob,project=zephyr,exclusive)",
+// and how long each has been idle ("3h05m", "in use", "?" when the gateway
+// does not know), in the same order; empty for a free GPU.
+func holderCells(hs []client.GPUHolder) (holders, idle string) {
+	names := make([]string, 0, len(hs))
+	idles := make([]string, 0, len(hs))
+	for _, h := range hs {
+		names = append(names, h.Container+"(user="+h.User+",project="+h.Project+","+h.Mode+")")
+		switch {
+		case h.InUse:
+			idles = append(idles, "in use")
+		case h.IdleSeconds != nil:
+			idles = append(idles, shortDuration(time.Duration(*h.IdleSeconds)*time.Second))
+		default:
+			idles = append(idles, "?")
+		}
+	}
+	return strings.Join(names, ","), strings.Join(idles, ",")
 }
 
 // gib is bytes in GiB with one decimal.
