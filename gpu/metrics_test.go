@@ -63,3 +63,50 @@ sygaldry_gpus 8
 		t.Error(err)
 	}
 }
+
+// With the lease table: each GPU is leased or not, and the projects holding
+// it are labels; a free GPU has no holder sample.
+func TestCollectorLeases(t *testing.T) {
+	s := machine(t)
+	inv := open(t, s, t.TempDir())
+	u0, u1, u2 := device(s, 0).UUID, device(s, 1).UUID, device(s, 2).UUID
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(inv).WithLeases(func() []LeaseHolder {
+		return []LeaseHolder{{UUID: u0, Project: "zephyr"}, {UUID: u1, Project: "mist"}, {UUID: u1, Project: "mist"}, {UUID: u1, Project: "zephyr"}}
+	}))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			key := mf.GetName()
+			for _, l := range m.Label {
+				key += " " + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = m.GetGauge().GetValue()
+		}
+	}
+	for key, v := range map[string]float64{
+		"sygaldry_gpu_leased index=0 uuid=" + u0:                       1,
+		"sygaldry_gpu_leased index=1 uuid=" + u1:                       1,
+		"sygaldry_gpu_leased index=2 uuid=" + u2:                       0,
+		"sygaldry_gpu_lease_holders index=0 project=zephyr uuid=" + u0: 1,
+		"sygaldry_gpu_lease_holders index=1 project=mist uuid=" + u1:   2,
+		"sygaldry_gpu_lease_holders index=1 project=zephyr uuid=" + u1: 1,
+	} {
+		if g, ok := got[key]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", key, g, ok, v)
+		}
+	}
+	n := 0
+	for key := range got {
+		if strings.HasPrefix(key, "sygaldry_gpu_lease_holders ") {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d holder samples, want 3 (none for a free GPU): %v", n, got)
+	}
+}

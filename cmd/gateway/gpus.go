@@ -93,3 +93,22 @@ func (a adminGPUs) containers(ctx context.Context, snap gpu.Snapshot) map[string
 	}
 	return byID
 }
+
+// leaseTable is the container manager's GPU lease listing.
+type leaseTable interface {
+	GPULeases() []container.LeaseStatus
+}
+
+// leaseHolders feeds the GPU lease metrics from the container manager's
+// lease table: one holder per container and GPU it leases.
+func leaseHolders(m leaseTable) func() []gpu.LeaseHolder {
+	return func() []gpu.LeaseHolder {
+		var out []gpu.LeaseHolder
+		for _, l := range m.GPULeases() {
+			for _, u := range l.UUIDs {
+				out = append(out, gpu.LeaseHolder{UUID: u, Project: l.Project})
+			}
+		}
+		return out
+	}
+}

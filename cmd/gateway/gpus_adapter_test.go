@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -88,5 +89,21 @@ func TestAdminGPUsWithoutNVML(t *testing.T) {
 	rep := adminGPUs{inv: inv}.GPUs(t.Context())
 	if rep.Available || rep.GPUs == nil || len(rep.GPUs) != 0 || !errors.Is(inv.Err(), gpu.ErrNoGPUs) || rep.Message != inv.Err().Error() {
 		t.Errorf("report %+v", rep)
+	}
+}
+
+type fakeLeaseTable []container.LeaseStatus
+
+func (f fakeLeaseTable) GPULeases() []container.LeaseStatus { return f }
+
+// The lease metrics get one holder per container and GPU it leases.
+func TestLeaseHolders(t *testing.T) {
+	got := leaseHolders(fakeLeaseTable{
+		{Lease: container.Lease{Container: "sygaldry-zephyr-bob", Project: "zephyr", UUIDs: []string{"GPU-0", "GPU-1"}}},
+		{Lease: container.Lease{Container: "sygaldry-mist-alice", Project: "mist", UUIDs: []string{"GPU-1"}}},
+	})()
+	want := []gpu.LeaseHolder{{UUID: "GPU-0", Project: "zephyr"}, {UUID: "GPU-1", Project: "zephyr"}, {UUID: "GPU-1", Project: "mist"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("holders = %v, want %v", got, want)
 	}
 }

@@ -131,7 +131,7 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	promReg.MustRegister(gpu.NewCollector(gpus))
+	promReg.MustRegister(gpu.NewCollector(gpus).WithLeases(leaseHolders(mgr)))
 	gw := &gateway.Server{
 		Config:     cfg,
 		Containers: gateway.ManagerContainers(mgr),
