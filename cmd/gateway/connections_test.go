@@ -68,22 +68,7 @@ keys = [%q]
 	}
 	t.Cleanup(func() { testenv.RemoveLabelledProject(t, docker, project) })
 
-	var logs testenv.SyncBuffer
-	gw := exec.Command(bin, "--config", cfgPath)
-	gw.Stdout, gw.Stderr = &logs, &logs
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- gw.Wait() }()
-	t.Cleanup(func() {
-		gw.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", logs.String())
-		}
-	})
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	gw, logs, _ := startDaemon(t, bin, cfgPath, port)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

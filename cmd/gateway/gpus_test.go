@@ -50,23 +50,7 @@ storage_root = %q
 		t.Fatal(err)
 	}
 
-	var logs testenv.SyncBuffer
-	gw := exec.Command(bin, "--config", cfgPath)
-	gw.Env = append(os.Environ(), nvmlLibraryEnv+"="+filepath.Join(dir, "no-such", "libnvidia-ml.so.1"))
-	gw.Stdout, gw.Stderr = &logs, &logs
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- gw.Wait() }()
-	t.Cleanup(func() {
-		gw.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", logs.String())
-		}
-	})
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	gw, logs, exited := startDaemon(t, bin, cfgPath, port, nvmlLibraryEnv+"="+filepath.Join(dir, "no-such", "libnvidia-ml.so.1"))
 
 	out, err := exec.Command(sygctl, "--socket", sock, "gpus").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "no NVIDIA GPUs on this host") || strings.Count(string(out), "\n") != 1 {

@@ -99,22 +99,7 @@ keys = [%q]
 	}
 	t.Cleanup(func() { testenv.RemoveLabelledProject(t, docker, project) })
 
-	var logs testenv.SyncBuffer
-	gw := exec.Command(bin, "--config", cfgPath)
-	gw.Stdout, gw.Stderr = &logs, &logs
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- gw.Wait() }()
-	t.Cleanup(func() {
-		gw.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", logs.String())
-		}
-	})
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	gw, _, exited := startDaemon(t, bin, cfgPath, port)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -210,6 +195,34 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startDaemon runs the gateway binary with cfgPath (env added to this
+// process's environment) and returns once it listens on 127.0.0.1:port. The
+// cleanup kills it and, when the test failed, logs what it wrote. exited
+// gets its Wait result; a test that takes it puts it back for the cleanup.
+func startDaemon(t *testing.T, bin, cfgPath string, port int, env ...string) (*exec.Cmd, *testenv.SyncBuffer, chan error) {
+	t.Helper()
+	logs := &testenv.SyncBuffer{}
+	gw := exec.Command(bin, "--config", cfgPath)
+	if len(env) > 0 {
+		gw.Env = append(os.Environ(), env...)
+	}
+	gw.Stdout, gw.Stderr = logs, logs
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- gw.Wait() }()
+	t.Cleanup(func() {
+		gw.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logs.String())
+		}
+	})
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	return gw, logs, exited
 }
 
 func waitListening(t *testing.T, addr string) {
