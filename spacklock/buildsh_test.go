@@ -17,7 +17,8 @@ import (
 
 // spackStandIn logs each call as its arguments joined by tabs, one call a
 // line; `concretize` writes the lock named by STANDIN_LOCK into the -e
-// directory, and STANDIN_FAIL=<subcommand> makes that subcommand fail.
+// directory, STANDIN_FAIL=<subcommand> makes that subcommand fail, and
+// `env activate --sh DIR` prints shell code setting STANDIN_ACTIVE=DIR.
 const spackStandIn = `#!/usr/bin/env bash
 set -euo pipefail
 (IFS=$'\t'; printf '%s\n' "$*") >>"$STANDIN_LOG"
@@ -32,6 +33,9 @@ if [ "${STANDIN_FAIL:-}" = "${1:-}" ]; then
 fi
 if [ "${1:-}" = concretize ]; then
 	cp "$STANDIN_LOCK" "$env_dir/spack.lock"
+fi
+if [ "${1:-} ${2:-} ${3:-}" = "env activate --sh" ]; then
+	printf 'export STANDIN_ACTIVE=%q\n' "$4"
 fi
 `
 
@@ -74,7 +78,10 @@ func (b *buildSh) run(env []string, args ...string) (calls []string, stderr stri
 	b.t.Helper()
 	os.Remove(b.log)
 	cmd := exec.Command(filepath.Join(b.src, "build.sh"), args...)
+	// The environment directory defaults to the source copy here, never to
+	// the image's /opt/spack_store; env may override it (the last one wins).
 	cmd.Env = append([]string{
+		"ZEPHYR_SPACK_ENV=" + b.src,
 		"PATH=" + b.bin + string(os.PathListSeparator) + os.Getenv("PATH"),
 		"HOME=" + b.t.TempDir(),
 		"STANDIN_LOG=" + b.log,
@@ -270,5 +277,69 @@ func TestBuildShFailures(t *testing.T) {
 	_, stderr, ok = b.run([]string{"STANDIN_FAIL=install"})
 	if ok || strings.Contains(stderr, "installed the environment") {
 		t.Errorf("failed install reported success: ok=%v stderr=%s", ok, stderr)
+	}
+}
+
+// TestBuildShAndActivationAgree: `./build.sh` with no arguments installs in
+// the environment directory the activation scripts read (ZEPHYR_SPACK_ENV,
+// else the store's envs/zephyr), marks it installed, and then default.sh and
+// spack-env-activate activate exactly that environment.
+func TestBuildShAndActivationAgree(t *testing.T) {
+	b := newBuildSh(t)
+	copyFile(t, fixtureLock, filepath.Join(b.src, "spack.lock"), 0o644)
+	envDir := filepath.Join(t.TempDir(), "spack_store", "envs", "zephyr")
+	env := []string{"ZEPHYR_SPACK_ENV=" + envDir}
+	marker := filepath.Join(envDir, ".zephyr-installed")
+
+	// A failed install leaves no marker.
+	if _, _, ok := b.run(append(env, "STANDIN_FAIL=install")); ok {
+		t.Fatal("failed install succeeded")
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a failed install left the installed marker")
+	}
+
+	calls, stderr, ok := b.run(env)
+	if !ok {
+		t.Fatalf("build.sh failed:\n%s", stderr)
+	}
+	wantCalls(t, calls, "-e "+envDir+" install --only-concrete")
+	if data, err := os.ReadFile(marker); err != nil || !strings.Contains(string(data), "lock-sha256: ") {
+		t.Fatalf("no installed marker after build.sh: %v %q", err, data)
+	}
+	if _, err := os.Stat(filepath.Join(b.src, "spack.yaml")); err == nil {
+		t.Error("build.sh without ENV_DIR wrote spack.yaml into the source directory")
+	}
+
+	// Activation: SPACK_ROOT holds the stand-in as bin/spack.
+	spackRoot := filepath.Dir(b.bin)
+	for _, script := range []string{"default.sh", "spack-env-activate"} {
+		cmd := exec.Command("bash", filepath.Join("..", "container", "entrypoints", script), "sh", "-c", `printf '%s' "$STANDIN_ACTIVE"`)
+		cmd.Env = append(os.Environ(), "SPACK_ROOT="+spackRoot, "STANDIN_LOG="+b.log, "ZEPHYR_SPACK_ENV="+envDir, "STANDIN_ACTIVE=")
+		out, err := cmd.Output()
+		if err != nil || string(out) != envDir {
+			t.Errorf("%s activated %q, want %q (%v)", script, out, envDir, err)
+		}
+	}
+}
+
+// TestEnvDirDefaultsAgree: every script that builds, installs or activates the
+// Zephyr environment has the same default directory, on the persistent store.
+func TestEnvDirDefaultsAgree(t *testing.T) {
+	const want = "${ZEPHYR_SPACK_ENV:-/opt/spack_store/envs/zephyr}"
+	for _, f := range []string{
+		"../pkg/zephyr/build.sh",
+		"../container/entrypoints/spack-install.sh",
+		"../container/entrypoints/spack-env-activate",
+		"../container/entrypoints/default.sh",
+		"../container/entrypoints/zephyr-profile.sh",
+	} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), want) {
+			t.Errorf("%s does not default the environment directory to %s", f, want)
+		}
 	}
 }

@@ -3,9 +3,11 @@
 #
 # usage: pkg/zephyr/build.sh [ENV_DIR [SPACK_INSTALL_ARGS...]]
 #
-#   ENV_DIR  the Spack environment directory (default: this script's directory).
-#            The image's `spack-install` passes /opt/spack_store/envs/zephyr so
-#            the environment, its lock and its view live on the persistent store.
+#   ENV_DIR  the Spack environment directory (default: $ZEPHYR_SPACK_ENV, else
+#            /opt/spack_store/envs/zephyr): the one place spack-env-activate,
+#            default.sh and the login profile activate, on the project's
+#            persistent store, so `cd pkg/zephyr && ./build.sh` and
+#            `spack-install` install the same environment.
 #   SPACK_INSTALL_ARGS are passed to `spack install` (e.g. -j 32).
 #
 # What it does:
@@ -19,6 +21,8 @@
 #   3. Without one: `spack concretize` (which writes spack.lock), then the same
 #      install. Commit the new pkg/zephyr/spack.lock to pin the environment, and
 #      regenerate pkg/zephyr/DEPENDENCY_GRAPH.md from it (see that file).
+#   4. After a successful install, ENV_DIR/.zephyr-installed: the marker the
+#      activation scripts look for (removed while an install runs).
 #
 # SPACK names the spack executable (default: `spack` on PATH).
 set -euo pipefail
@@ -31,7 +35,7 @@ die() {
 }
 
 src_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-env_dir=${1:-$src_dir}
+env_dir=${1:-${ZEPHYR_SPACK_ENV:-/opt/spack_store/envs/zephyr}}
 if [ $# -gt 0 ]; then
 	shift
 fi
@@ -41,8 +45,9 @@ command -v "$spack" >/dev/null 2>&1 ||
 	die "'$spack' not found: run this inside the zephyr image, or put Spack's bin/ on PATH (or set SPACK)"
 [ -f "$src_dir/spack_src.yaml" ] || die "$src_dir/spack_src.yaml is missing"
 
-mkdir -p "$env_dir"
+mkdir -p "$env_dir" || die "cannot create $env_dir (is the store mounted writable?)"
 env_dir=$(cd "$env_dir" && pwd)
+rm -f "$env_dir/.zephyr-installed"
 
 # copy_if_changed SRC DST: copy SRC over DST unless DST already has the same
 # bytes. Prints "changed" when it wrote DST over a different file.
@@ -100,4 +105,9 @@ else
 fi
 
 run_spack -e "$env_dir" install --only-concrete "$@"
+{
+	echo "installed: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "source: $src_dir"
+	echo "lock-sha256: $(sha256sum "$env_dir/spack.lock" | cut -d' ' -f1)"
+} >"$env_dir/.zephyr-installed"
 log "installed the environment in $env_dir"
