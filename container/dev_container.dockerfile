@@ -124,12 +124,13 @@ RUN case "${SPACK_VERSION}" in v[0-9]*.[0-9]*.[0-9]*) ;; *) echo "SPACK_VERSION 
 
 # Our scripts: entrypoints, NVIDIA diagnostics, CUDA validation.
 COPY entrypoints/ /opt/sygaldry/entrypoints/
-COPY nvidia/ /opt/sygaldry/nvidia/
+COPY diagnose_nvidia.sh /opt/sygaldry/nvidia/
 COPY validation/ /opt/sygaldry/validation/
 RUN chmod 0755 /opt/sygaldry/entrypoints/* /opt/sygaldry/nvidia/* /opt/sygaldry/validation/* \
  && ln -s /opt/sygaldry/entrypoints/spack-env-activate /usr/local/bin/spack-env-activate \
  && ln -s /opt/sygaldry/entrypoints/spack-install.sh /usr/local/bin/spack-install \
- && ln -s /opt/sygaldry/nvidia/nvidia-diagnostics.sh /usr/local/bin/nvidia-diagnostics \
+ && ln -s /opt/sygaldry/nvidia/diagnose_nvidia.sh /usr/local/bin/diagnose-nvidia \
+ && ln -s /opt/sygaldry/nvidia/diagnose_nvidia.sh /usr/local/bin/nvidia-diagnostics \
  && ln -s /opt/sygaldry/validation/validate_cuda.sh /usr/local/bin/validate-cuda \
  && install -m 0644 /opt/sygaldry/entrypoints/zephyr-profile.sh /etc/profile.d/zephyr.sh
 

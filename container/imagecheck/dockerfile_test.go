@@ -301,17 +301,19 @@ func TestDockerfileCopiesExistingSources(t *testing.T) {
 	}
 	// The commands the docs promise are on PATH, pointing at copied files.
 	runs := strings.Join(p.runText(), "\n")
-	for link, target := range map[string]string{
-		"/usr/local/bin/spack-env-activate": "entrypoints/spack-env-activate",
-		"/usr/local/bin/spack-install":      "entrypoints/spack-install.sh",
-		"/usr/local/bin/nvidia-diagnostics": "nvidia/nvidia-diagnostics.sh",
-		"/usr/local/bin/validate-cuda":      "validation/validate_cuda.sh",
+	// link -> {path in the image, its source in the build context}.
+	for link, target := range map[string][2]string{
+		"/usr/local/bin/spack-env-activate": {"entrypoints/spack-env-activate", "entrypoints/spack-env-activate"},
+		"/usr/local/bin/spack-install":      {"entrypoints/spack-install.sh", "entrypoints/spack-install.sh"},
+		"/usr/local/bin/diagnose-nvidia":    {"nvidia/diagnose_nvidia.sh", "diagnose_nvidia.sh"},
+		"/usr/local/bin/nvidia-diagnostics": {"nvidia/diagnose_nvidia.sh", "diagnose_nvidia.sh"},
+		"/usr/local/bin/validate-cuda":      {"validation/validate_cuda.sh", "validation/validate_cuda.sh"},
 	} {
-		if !strings.Contains(runs, "ln -s /opt/sygaldry/"+target+" "+link) {
-			t.Errorf("%s is not linked to /opt/sygaldry/%s", link, target)
+		if !strings.Contains(runs, "ln -s /opt/sygaldry/"+target[0]+" "+link) {
+			t.Errorf("%s is not linked to /opt/sygaldry/%s", link, target[0])
 		}
-		if _, err := os.Stat(filepath.Join(contextDir, target)); err != nil {
-			t.Errorf("%s: %v", target, err)
+		if _, err := os.Stat(filepath.Join(contextDir, target[1])); err != nil {
+			t.Errorf("%s: %v", target[1], err)
 		}
 	}
 }

@@ -354,10 +354,10 @@ func TestProfileSnippet(t *testing.T) {
 	noShellErrors(t, r)
 }
 
-// --- container/nvidia -----------------------------------------------------
+// --- container/diagnose_nvidia.sh ----------------------------------------
 
 func TestNvidiaDiagnostics(t *testing.T) {
-	script := abs(t, "../nvidia/nvidia-diagnostics.sh")
+	script := abs(t, "../diagnose_nvidia.sh")
 	fake := t.TempDir()
 
 	if _, err := exec.LookPath("nvidia-smi"); err != nil {
@@ -389,6 +389,44 @@ esac
 		!strings.Contains(r.out, "Driver Version") || !strings.Contains(r.out, "CUDA Version") ||
 		!strings.Contains(r.out, "NVIDIA_VISIBLE_DEVICES      all") {
 		t.Errorf("two GPUs: code %d\n%s", r.code, r.out)
+	}
+	noShellErrors(t, r)
+}
+
+// The cuDNN section: torch missing, and a torch that maps a libcudnn file
+// (as the real one does when it loads cuDNN) and reports its version.
+func TestDiagnoseNvidiaTorchCudnn(t *testing.T) {
+	py := needPython(t)
+	script := abs(t, "../diagnose_nvidia.sh")
+	pathEnv := "PATH=" + filepath.Dir(py) + ":/usr/bin:/bin"
+
+	r := runScript(t, []string{pathEnv, "PYTHONPATH=" + fakePythonPath(t, "torch-missing")}, script)
+	if !strings.Contains(r.out, "== cuDNN loaded by torch ==") || !strings.Contains(r.out, "torch not importable") ||
+		!strings.Contains(r.out, "simulated: torch not installed") {
+		t.Errorf("torch missing: code %d\n%s", r.code, r.out)
+	}
+	noShellErrors(t, r)
+
+	lib := filepath.Join(t.TempDir(), "libcudnn.so.9.10.2")
+	if err := os.WriteFile(lib, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mods := t.TempDir()
+	writeExec(t, filepath.Join(mods, "torch", "__init__.py"), `
+import mmap, os
+__version__ = "0.0+fake-cudnn"
+_f = open(os.environ["FAKE_CUDNN"], "rb")
+_m = mmap.mmap(_f.fileno(), 0, prot=mmap.PROT_READ)
+class _Cudnn:
+    @staticmethod
+    def version(): return 91002
+class _Backends:
+    cudnn = _Cudnn()
+backends = _Backends()
+`)
+	r = runScript(t, []string{pathEnv, "PYTHONPATH=" + mods, "FAKE_CUDNN=" + lib}, script)
+	if !strings.Contains(r.out, "torch.backends.cudnn.version() = 91002") || !strings.Contains(r.out, "loaded: "+lib) {
+		t.Errorf("torch with cuDNN: code %d\n%s", r.code, r.out)
 	}
 	noShellErrors(t, r)
 }

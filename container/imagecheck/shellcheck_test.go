@@ -99,7 +99,7 @@ func TestShellcheck(t *testing.T) {
 		"container/entrypoints/default.sh",
 		"container/entrypoints/spack-install.sh",
 		"container/entrypoints/spack-env-activate",
-		"container/nvidia/nvidia-diagnostics.sh",
+		"container/diagnose_nvidia.sh",
 		"container/validation/validate_cuda.sh",
 		"pkg/zephyr/build.sh",
 	} {

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# nvidia-diagnostics: what this container can see of the NVIDIA GPUs.
+# diagnose_nvidia.sh (diagnose-nvidia; nvidia-diagnostics is the old name):
+# what this container can see of the NVIDIA GPUs. Runs in the container; the
+# host-side counterpart is container/inspect_nvidia_setup.sh.
 #
 # Prints the NVIDIA environment, the device nodes, nvidia-smi's inventory
-# (-L, a per-GPU query and the -q summary: driver and CUDA versions), and the
-# CUDA toolkit and cuDNN in the image. The last line is the verdict.
+# (-L, a per-GPU query and the -q summary: driver and CUDA versions), the
+# CUDA toolkit and cuDNN in the image, and the cuDNN that torch actually loads
+# (its version and the libcudnn file mapped into the process: the image's apt
+# cuDNN and Spack's can differ, see NVIDIA_FIXES.md). The last line is the verdict.
 #
 # Exit: 0 at least one GPU usable through nvidia-smi; 1 none (the reason is said).
 set -uo pipefail
@@ -46,6 +50,37 @@ if [ -n "$cudnn_header" ]; then
 	awk '/#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) / {v[$2]=$3} END {printf "cuDNN %s.%s.%s (%s)\n", v["CUDNN_MAJOR"], v["CUDNN_MINOR"], v["CUDNN_PATCHLEVEL"], FILENAME}' "$cudnn_header"
 else
 	echo "no cudnn_version.h found"
+fi
+
+section "cuDNN loaded by torch"
+py=$(command -v python3 || command -v python || true)
+if [ -z "$py" ]; then
+	echo "no python on PATH: cannot ask torch which cuDNN it loads"
+else
+	"$py" - <<'PY' 2>&1 || true
+try:
+    import torch
+except Exception as e:
+    print("torch not importable (%s: %s): no torch cuDNN to report" % (type(e).__name__, e))
+    raise SystemExit(0)
+print("torch %s from %s" % (torch.__version__, torch.__file__))
+try:
+    v = torch.backends.cudnn.version()
+except Exception as e:
+    v = "error: %s" % e
+print("torch.backends.cudnn.version() = %s" % v)
+libs = set()
+with open("/proc/self/maps") as m:
+    for line in m:
+        parts = line.split()
+        if len(parts) >= 6 and "libcudnn" in parts[-1]:
+            libs.add(parts[-1])
+if libs:
+    for lib in sorted(libs):
+        print("loaded: %s" % lib)
+else:
+    print("no libcudnn mapped into the process")
+PY
 fi
 
 section "nvidia-smi"
