@@ -172,6 +172,12 @@ type Settings struct {
 
 	Env    map[string]string `toml:"env"`    // extra container environment; project keys override defaults
 	Mounts []Mount           `toml:"mounts"` // extra bind mounts, appended to the defaults' ones
+
+	// Workspace is the project's root, bind-mounted at /workspace, where
+	// sessions start: a host path (absolute) or a path inside the project's
+	// storage directory (<storage_root>/<project>/...). Per project only:
+	// [defaults] may not set it. Empty: no /workspace mount.
+	Workspace string `toml:"workspace"`
 }
 
 // Mount is an extra bind mount into the container.
@@ -324,6 +330,7 @@ func (c *Config) Project(name string) (Resolved, bool) {
 	}
 	maps.Copy(s.Env, o.Env)
 	s.Mounts = append(slices.Clone(d.Mounts), o.Mounts...)
+	s.Workspace = o.Workspace
 	return r, true
 }
 

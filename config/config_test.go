@@ -161,6 +161,11 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		{"duplicate key", "[users.alice]\nkeys = [\"" + key + "\"]\n[users.bob]\nkeys = [\"" + key + "\"]\n", []string{"belongs to both"}},
 		{"bad CA key", "[server]\ntrusted_user_ca_keys = [\"ssh-ed25519 nope\"]\n", []string{"f.toml:2:", "trusted_user_ca_keys[0]"}},
 		{"bad env name", "[defaults]\nenv = { \"A-B\" = \"x\" }\n", []string{"f.toml:2:", "bad variable name"}},
+		{"escaping workspace", "[projects.p]\nmembers = []\nworkspace = \"monorepo_home/../../q\"\n", []string{"f.toml:3:", "projects.p.workspace"}},
+		{"dotdot workspace", "[projects.p]\nmembers = []\nworkspace = \"../other/x\"\n", []string{"f.toml:3:", `(no "..")`}},
+		{"storage dir as workspace", "[projects.p]\nmembers = []\nworkspace = \".\"\n", []string{"f.toml:3:", "projects.p.workspace"}},
+		{"absolute dotdot workspace", "[projects.p]\nmembers = []\nworkspace = \"/srv/../etc\"\n", []string{"f.toml:3:", "projects.p.workspace"}},
+		{"default workspace", "[defaults]\nworkspace = \"/srv/ws\"\n", []string{"f.toml:2:", "per project"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,6 +179,18 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestWorkspace(t *testing.T) {
+	c, err := Parse("f.toml", []byte("[projects.a]\nmembers = []\nworkspace = \"monorepo_home/zephyr\"\n[projects.b]\nmembers = []\nworkspace = \"/srv/zephyr\"\n[projects.c]\nmembers = []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"a": "monorepo_home/zephyr", "b": "/srv/zephyr", "c": ""} {
+		if p, _ := c.Project(name); p.Workspace != want {
+			t.Errorf("project %s: workspace %q, want %q", name, p.Workspace, want)
+		}
 	}
 }
 

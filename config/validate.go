@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -172,6 +173,14 @@ func validateSettings(key string, s Settings) []validationError {
 			bad(key+".mounts", "%s.mounts[%d]: source and target must be absolute paths", key, i)
 		}
 	}
+	if s.Workspace != "" {
+		switch {
+		case key == "defaults":
+			bad(key+".workspace", "%s.workspace: set the workspace per project ([projects.NAME] workspace)", key)
+		case !ValidWorkspace(s.Workspace):
+			bad(key+".workspace", "%s.workspace %q: want an absolute host path or a path inside the project's storage directory (no \"..\")", key, s.Workspace)
+		}
+	}
 	if s.GPUs.err != "" {
 		bad(key+".gpus", "%s.gpus: %s", key, s.GPUs.err)
 	}
@@ -283,4 +292,17 @@ func (g *GPUs) UnmarshalTOML(raw []byte) error {
 		g.err = gpusShape
 	}
 	return nil
+}
+
+// ValidWorkspace reports whether ws is a usable [projects.NAME] workspace: an
+// absolute host path, or a relative one that stays inside the project's
+// storage directory (no ".." element, not the directory itself).
+func ValidWorkspace(ws string) bool {
+	if strings.ContainsRune(ws, 0) {
+		return false
+	}
+	if path.IsAbs(ws) {
+		return !slices.Contains(strings.Split(ws, "/"), "..")
+	}
+	return filepath.IsLocal(ws) && path.Clean(ws) != "." && !slices.Contains(strings.Split(ws, "/"), "..")
 }

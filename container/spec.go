@@ -174,7 +174,7 @@ func BuildSpec(in SpecInput) (Spec, error) {
 	// variable of the same name.
 	env := make([]string, 0, len(s.Env)+2)
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
-		if k == "SYGALDRY_PROJECT" || k == "SYGALDRY_USER" {
+		if k == "SYGALDRY_PROJECT" || k == "SYGALDRY_USER" || (k == WorkspaceEnv && s.Workspace != "") {
 			continue
 		}
 		env = append(env, k+"="+s.Env[k])
@@ -195,6 +195,14 @@ func BuildSpec(in SpecInput) (Spec, error) {
 		mount.Mount{Type: mount.TypeBind, Source: in.LinkDir, Target: LinkTarget},
 		mount.Mount{Type: mount.TypeBind, Source: in.AgentKey, Target: AgentKeyTarget, ReadOnly: true},
 	)
+	if s.Workspace != "" {
+		src, err := workspaceSource(projDir, s.Workspace)
+		if err != nil {
+			return Spec{}, err
+		}
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: src, Target: WorkspaceTarget})
+		env = append(env, WorkspaceEnv+"="+WorkspaceTarget)
+	}
 	for i, m := range s.Mounts {
 		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
 			return Spec{}, fmt.Errorf("mounts[%d]: source and target must be absolute paths", i)
@@ -270,6 +278,26 @@ func BuildSpec(in SpecInput) (Spec, error) {
 	spec.Hash = specHash(in.ImageID, spec)
 	labels[LabelSpec] = spec.Hash
 	return spec, nil
+}
+
+// WorkspaceTarget is where a project's workspace is mounted; WorkspaceEnv
+// names it in the container's environment, and the agent starts sessions
+// there when it is set.
+const (
+	WorkspaceTarget = "/workspace"
+	WorkspaceEnv    = "SYGALDRY_WORKSPACE"
+)
+
+// workspaceSource is the host path of a project's workspace: an absolute path
+// as is, a relative one inside the project's storage directory projDir.
+func workspaceSource(projDir, ws string) (string, error) {
+	if !config.ValidWorkspace(ws) {
+		return "", fmt.Errorf("workspace %q: want an absolute host path or a path inside the project's storage directory", ws)
+	}
+	if path.IsAbs(ws) {
+		return path.Clean(ws), nil
+	}
+	return filepath.Join(projDir, ws), nil
 }
 
 // noGPUEnv is the environment of a container without GPUs; with GPUs the

@@ -278,6 +278,70 @@ func TestBuildSpecHash(t *testing.T) {
 	}
 }
 
+// baseHash is baseInput's spec hash. A setting added to the spec must leave
+// it alone for projects that do not use it, or every running container would
+// be recreated on upgrade.
+const baseHash = "cfdaf7b2683a95f715b69b8b46954b90e03e8191cdf8bff6b367cb53e986ea79"
+
+func TestBuildSpecHashUnchangedByUnsetSettings(t *testing.T) {
+	if h := mustSpec(t, baseInput()).Hash; h != baseHash {
+		t.Errorf("hash of a project without the new settings = %s, want %s", h, baseHash)
+	}
+}
+
+func TestBuildSpecWorkspace(t *testing.T) {
+	for _, tt := range []struct{ ws, src string }{
+		{"monorepo_home/zephyr", "/srv/data/zephyr/monorepo_home/zephyr"},
+		{"/home/alice/src/zephyr/", "/home/alice/src/zephyr"},
+	} {
+		in := baseInput()
+		in.Project.Env["SYGALDRY_WORKSPACE"] = "/elsewhere"
+		in.Project.Workspace = tt.ws
+		s := mustSpec(t, in)
+		want := mount.Mount{Type: mount.TypeBind, Source: tt.src, Target: "/workspace"}
+		if !slices.Contains(s.HostConfig.Mounts, want) {
+			t.Errorf("workspace %q: mounts %+v lack %+v", tt.ws, s.HostConfig.Mounts, want)
+		}
+		var got []string
+		for _, e := range s.Config.Env {
+			if strings.HasPrefix(e, "SYGALDRY_WORKSPACE=") {
+				got = append(got, e)
+			}
+		}
+		if !slices.Equal(got, []string{"SYGALDRY_WORKSPACE=/workspace"}) {
+			t.Errorf("workspace %q: env has %q, want SYGALDRY_WORKSPACE=/workspace once", tt.ws, got)
+		}
+		if s.Hash == baseHash {
+			t.Errorf("workspace %q did not change the hash", tt.ws)
+		}
+	}
+	in := baseInput()
+	in.Project.Workspace = "monorepo_home/a"
+	a := mustSpec(t, in).Hash
+	in.Project.Workspace = "monorepo_home/b"
+	if mustSpec(t, in).Hash == a {
+		t.Error("another workspace gave the same hash")
+	}
+	for _, ws := range []string{"../other", "a/../../b", "."} {
+		in.Project.Workspace = ws
+		if _, err := BuildSpec(in); err == nil {
+			t.Errorf("workspace %q: no error", ws)
+		}
+	}
+	// Without a workspace: no /workspace mount, no variable.
+	s := mustSpec(t, baseInput())
+	for _, m := range s.HostConfig.Mounts {
+		if m.Target == "/workspace" {
+			t.Errorf("mount %+v without a workspace", m)
+		}
+	}
+	for _, e := range s.Config.Env {
+		if strings.HasPrefix(e, "SYGALDRY_WORKSPACE=") {
+			t.Errorf("env %q without a workspace", e)
+		}
+	}
+}
+
 func TestBuildSpecEnvOverride(t *testing.T) {
 	in := baseInput()
 	in.Project.Env = map[string]string{"SYGALDRY_USER": "mallory", "SYGALDRY_PROJECT": "x"}
