@@ -17,6 +17,10 @@ import (
 // processes so a shell never re-enters agent-only code paths.
 const internalEnvPrefix = "SYGALDRY_AGENT_"
 
+// workspaceEnv names the project's workspace in the container's environment
+// (the gateway mounts it at /workspace); sessions start there.
+const workspaceEnv = "SYGALDRY_WORKSPACE"
+
 // defaultPath is used only when the image's environment has no PATH at all
 // (sshd falls back to a compiled-in _PATH_STDPATH the same way).
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -53,7 +53,8 @@ type Server struct {
 	HostKey ssh.Signer
 	// User overrides USER/LOGNAME. Empty: the passwd name of the agent's uid.
 	User string
-	// Home overrides $HOME, the working directory of processes and the base of
+	// Home overrides $HOME, the working directory of processes (unless
+	// $SYGALDRY_WORKSPACE names a directory: they start there) and the base of
 	// relative sftp paths. Empty: the passwd home of the agent's uid, else $HOME, else "/".
 	Home string
 	// Shell overrides the login shell used for shell and exec. Empty: the

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -166,6 +167,24 @@ func (s *session) workDir() string {
 	return home
 }
 
+// startDir is where shells and commands start: the project's workspace when
+// the container names one ($SYGALDRY_WORKSPACE, an existing directory),
+// else workDir. sftp keeps $HOME.
+func (s *session) startDir() string {
+	for _, kv := range s.c.srv.baseEnv {
+		name, ws, _ := strings.Cut(kv, "=")
+		if name != workspaceEnv {
+			continue
+		}
+		if fi, err := os.Stat(ws); ws != "" && err == nil && fi.IsDir() {
+			return ws
+		}
+		s.log.Warn("workspace unusable, starting in the home directory", "workspace", ws)
+		break
+	}
+	return s.workDir()
+}
+
 func (s *session) environ() []string {
 	var own [][2]string
 	if s.pty != nil {
@@ -195,7 +214,7 @@ func (s *session) startProcess(kind, command string) (bool, func()) {
 	} else {
 		cmd.Args = []string{filepath.Base(shell), "-c", command}
 	}
-	cmd.Dir = s.workDir()
+	cmd.Dir = s.startDir()
 	cmd.Env = s.environ()
 	p, err := startProcess(cmd, s.pty)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -186,6 +187,35 @@ func TestEnvRequestAndAccountVariables(t *testing.T) {
 	want := fmt.Sprintf("bar baz|kvothe|kvothe|%s|/bin/bash|C.UTF-8|unset|noterm|notty|%s\n", e.home, e.home)
 	if r.stdout != want {
 		t.Fatalf("got  %q\nwant %q (stderr %q)", r.stdout, want, r.stderr)
+	}
+}
+
+func TestSessionsStartInWorkspace(t *testing.T) {
+	t.Parallel()
+	ws := t.TempDir()
+	e := startAgent(t, func(s *Server) {
+		s.Env = []string{"PATH=/usr/bin:/bin", "SYGALDRY_WORKSPACE=" + ws}
+	})
+	c := e.dial(t)
+	if r := run(t, c, "pwd"); r.stdout != ws+"\n" {
+		t.Errorf("exec started in %q, want %s", r.stdout, ws)
+	}
+	s := newSession(t, c)
+	var out bytes.Buffer
+	s.Stdout = &out
+	s.Stdin = strings.NewReader("pwd\n")
+	must(t, s.Shell(), "shell")
+	must(t, s.Wait(), "wait")
+	if out.String() != ws+"\n" {
+		t.Errorf("shell started in %q, want %s", out.String(), ws)
+	}
+
+	// A workspace that is not a directory: $HOME, as without one.
+	missing := startAgent(t, func(s *Server) {
+		s.Env = []string{"PATH=/usr/bin:/bin", "SYGALDRY_WORKSPACE=" + filepath.Join(ws, "gone")}
+	})
+	if r := run(t, missing.dial(t), "pwd"); r.stdout != missing.home+"\n" {
+		t.Errorf("with a missing workspace exec started in %q, want %s", r.stdout, missing.home)
 	}
 }
 
