@@ -13,6 +13,7 @@ var (
 	ErrNoGPURuntime   = errors.New("no NVIDIA container runtime") // GPUs configured, engine cannot attach them
 	ErrUserMissing    = errors.New("container user missing")      // the image has no such user
 	ErrUlimit         = errors.New("ulimits not permitted")       // the engine may not set the rlimits (memlock)
+	ErrDriverTooOld   = errors.New("NVIDIA driver too old")       // the host driver is older than the image's CUDA needs
 	ErrContainerExit  = errors.New("container exited")            // it stopped before its agent was ready
 	ErrAgentNotReady  = errors.New("agent not ready")             // the agent socket did not answer in time
 	ErrAgentUntrusted = errors.New("agent not verified")          // the agent socket or its peer failed verification

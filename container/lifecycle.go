@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,6 +157,9 @@ func (m *Manager) startAndWait(ctx context.Context, log *slog.Logger, p config.R
 	}
 	fmt.Fprintf(progress, "Starting container %s ...\n", spec.Name)
 	if err := m.api.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		if isDriverTooOld(err) {
+			return nil, driverTooOldError(spec.Name, spec.Image, err)
+		}
 		if isNoGPURuntime(err) {
 			return nil, noGPUError(p, err)
 		}
@@ -286,6 +290,27 @@ func (m *Manager) removeQuietly(ctx context.Context, log *slog.Logger, id string
 // the nvidia driver and the NVIDIA container toolkit is not installed.
 func isNoGPURuntime(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "could not select device driver")
+}
+
+// driverTooOldRE matches the NVIDIA container runtime hook's refusal when
+// the host driver is older than the image's CUDA (NVIDIA_REQUIRE_CUDA):
+// "nvidia-container-cli: requirement error: unsatisfied condition: cuda>=12.9,
+// please update your driver to a newer version, or use an earlier cuda
+// container". Older toolkits wrote "cuda >= 9.0".
+var driverTooOldRE = regexp.MustCompile(`unsatisfied condition: cuda\s*>=\s*([0-9][0-9.]*[0-9])`)
+
+// isDriverTooOld recognises that refusal in a start error.
+func isDriverTooOld(err error) bool {
+	return err != nil && driverTooOldRE.MatchString(err.Error())
+}
+
+// driverTooOldError is the one line a user gets for it.
+func driverTooOldError(name, image string, err error) error {
+	need := "the image's CUDA"
+	if m := driverTooOldRE.FindStringSubmatch(err.Error()); m != nil {
+		need = "CUDA " + m[1]
+	}
+	return userErr(ErrDriverTooOld, err, "container %s was not started: image %s needs %s and this host's NVIDIA driver is too old for it; the administrator has to update the driver (see container/NVIDIA_FIXES.md)", name, image, need)
 }
 
 // isRlimitDenied recognises runc's failure to apply a ulimit above the
