@@ -100,6 +100,7 @@ func TestShellcheck(t *testing.T) {
 		"container/entrypoints/spack-install.sh",
 		"container/entrypoints/spack-env-activate",
 		"container/diagnose_nvidia.sh",
+		"container/inspect_nvidia_setup.sh",
 		"container/validation/validate_cuda.sh",
 		"pkg/zephyr/build.sh",
 	} {
