@@ -119,6 +119,7 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 	user := fs.String("user", "", "your user `NAME` (default $SUDO_USER, else $USER, else root)")
 	stateDir := fs.String("state-dir", "", "`DIR` holding the agent sockets (default: the config's state_dir, else "+config.DefaultStateDir+")")
 	agent := fs.String("agent", "", "sygaldry-agent binary `PATH` (default: next to sygctl)")
+	workspace := fs.String("workspace", "", "host `DIR` (absolute, existing) mounted at /workspace, where the shell or COMMAND starts (default: the project's workspace, if any)")
 	verbose := fs.Bool("v", false, "print the complete errors and the container manager's log")
 	labels := map[string]string{}
 	fs.Func("label", "extra container `KEY=VALUE` label (repeatable; part of the spec)", func(v string) error {
@@ -170,6 +171,16 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 		// Another image than configured: the configured Dockerfile builds
 		// the configured image, not this one.
 		p.Image, p.Dockerfile = img, ""
+	}
+
+	if ws := *workspace; ws != "" {
+		if !filepath.IsAbs(ws) {
+			return bad("--workspace %q: want an absolute path", ws)
+		}
+		if fi, err := os.Stat(ws); err != nil || !fi.IsDir() {
+			return bad("--workspace %s: not an existing directory", ws)
+		}
+		p.Workspace = filepath.Clean(ws)
 	}
 
 	u := *user

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	dcontainer "github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
 	"github.com/sygaldry/sygaldry/config"
@@ -142,6 +143,41 @@ func TestLaunchExec(t *testing.T) {
 	stdout, _, code = r.run("id -un; pwd; exit 4\n")
 	if code != 4 || stdout != "kvothe\n/home/kvothe\n" {
 		t.Errorf("shell: exit %d, stdout %q", code, stdout)
+	}
+}
+
+// TestLaunchWorkspace: --workspace DIR is the container's /workspace, where
+// the command and the shell start; the mount is part of the spec, so the
+// same project without it gets a container that starts in $HOME.
+func TestLaunchWorkspace(t *testing.T) {
+	r := newLaunchRig(t)
+	ws := testenv.ShortTempDir(t)
+	if err := os.WriteFile(filepath.Join(ws, "marker"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := r.run("", "--workspace", ws, "--", "sh", "-c", `pwd; cat marker; echo "$SYGALDRY_WORKSPACE"`)
+	if code != 0 || stdout != "/workspace\nfrom the host\n/workspace\n" {
+		t.Errorf("command: exit %d, stdout %q (stderr %q)", code, stdout, stderr)
+	}
+	stdout, _, code = r.run("pwd\n", "--workspace", ws)
+	if code != 0 || stdout != "/workspace\n" {
+		t.Errorf("shell: exit %d, stdout %q", code, stdout)
+	}
+	// Without the flag the spec differs: the running container is kept
+	// and says so; once stopped, it is recreated without the mount and
+	// starts in $HOME as before.
+	_, stderr, _ = r.run("", "true")
+	if !strings.Contains(stderr, "runs with an older configuration") {
+		t.Errorf("without --workspace, running: stderr %q", stderr)
+	}
+	name := container.ContainerName(r.project, "tester")
+	timeout := 1
+	if err := r.cl.ContainerStop(context.Background(), name, dcontainer.StopOptions{Timeout: &timeout}); err != nil {
+		t.Fatalf("stop %s: %v", name, err)
+	}
+	stdout, stderr, code = r.run("", "--", "sh", "-c", "pwd; test -e /workspace/marker || echo no-marker")
+	if code != 0 || stdout != "/home/kvothe\nno-marker\n" {
+		t.Errorf("without --workspace: exit %d, stdout %q (stderr %q)", code, stdout, stderr)
 	}
 }
 
@@ -282,6 +318,12 @@ func TestLaunchRefuses(t *testing.T) {
 	}
 	if _, stderr, code := r.run("", "--agent", "/nonexistent/agent", "true"); code != 2 || !strings.Contains(stderr, "no sygaldry-agent binary at /nonexistent/agent") {
 		t.Errorf("no agent: exit %d, %q", code, stderr)
+	}
+	if _, stderr, code := r.run("", "--workspace", "src/zephyr", "true"); code != 2 || !strings.Contains(stderr, `--workspace "src/zephyr": want an absolute path`) {
+		t.Errorf("relative workspace: exit %d, %q", code, stderr)
+	}
+	if _, stderr, code := r.run("", "--workspace", "/nonexistent/ws", "true"); code != 2 || !strings.Contains(stderr, "--workspace /nonexistent/ws: not an existing directory") {
+		t.Errorf("missing workspace: exit %d, %q", code, stderr)
 	}
 	cmd := r.cmd("true")
 	cmd.Env = append(cmd.Env, "SYGALDRY_PROJECT_ID=../etc")
