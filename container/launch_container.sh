@@ -3,8 +3,20 @@
 # `sygctl launch`, which builds the container from the same Go spec builder as
 # the gateway (same image, user, mounts, labels, GPUs).
 #
-# usage: container/launch_container.sh                 interactive shell
-#        container/launch_container.sh CMD [ARGS...]   run CMD, exit with its code
+# usage: container/launch_container.sh                          activated interactive shell
+#        container/launch_container.sh --entrypoint NAME [ARGS...]  run entrypoints/NAME.sh
+#        container/launch_container.sh CMD [ARGS...]            run CMD, activated, exit with its code
+#
+# Every run goes through an entrypoint script of this checkout
+# (container/entrypoints/NAME.sh; default.sh unless --entrypoint names
+# another): its text is handed to bash in the container, so the checkout's
+# version runs in any image (the zephyr image also has copies in
+# /opt/sygaldry/entrypoints for its CMD and for ssh sessions). default.sh
+# activates the Zephyr Spack environment when it is installed, then runs CMD,
+# or an interactive shell.
+#
+# Run from inside a git checkout, the checkout (its top level) is mounted at
+# /workspace and commands start there (sygctl launch --workspace).
 #
 # Environment (read by sygctl launch):
 #   SYGALDRY_PROJECT_ID    project name (default zephyr)
@@ -16,6 +28,35 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
+entrypoints=$repo/container/entrypoints
+
+# The caller's checkout, before anything changes directory.
+top=$(git -C "$PWD" rev-parse --show-toplevel 2>/dev/null) || top=""
+
+# The entrypoints: the executable *.sh files (zephyr-profile.sh is the login
+# profile, not one).
+available() {
+	local f names=()
+	for f in "$entrypoints"/*.sh; do
+		[ -x "$f" ] && names+=("$(basename "$f" .sh)")
+	done
+	echo "${names[*]}"
+}
+
+entry=default
+if [ "${1:-}" = --entrypoint ]; then
+	if [ $# -lt 2 ] || [ -z "$2" ]; then
+		echo "launch_container.sh: --entrypoint needs a NAME; available: $(available)" >&2
+		exit 2
+	fi
+	entry=$2
+	shift 2
+fi
+script=$entrypoints/$entry.sh
+if [[ ! $entry =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || [ ! -f "$script" ] || [ ! -x "$script" ]; then
+	echo "launch_container.sh: no entrypoint '$entry' in $entrypoints; available: $(available)" >&2
+	exit 2
+fi
 
 if [ -n "${SYGCTL:-}" ]; then
 	sygctl=$SYGCTL
@@ -28,10 +69,12 @@ else
 	exit 125
 fi
 
+launch=(launch)
+if [ -n "$top" ] && "$sygctl" launch --help 2>&1 | grep -q -- '-workspace'; then
+	launch+=(--workspace "$top")
+fi
+
 # sygctl resolves the repository's relative paths (the Dockerfile in
 # container/) from the repository root.
 cd "$repo"
-if [ $# -eq 0 ]; then
-	exec "$sygctl" launch
-fi
-exec "$sygctl" launch -- "$@"
+exec "$sygctl" "${launch[@]}" -- bash -c "$(cat "$script")" "$entry.sh" "$@"

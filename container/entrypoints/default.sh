@@ -10,10 +10,15 @@
 set -euo pipefail
 
 env_dir=${ZEPHYR_SPACK_ENV:-/opt/spack_store/envs/zephyr}
-here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 
 if [ -f "$env_dir/.zephyr-installed" ]; then
-	exec "$here/spack-env-activate" "$@"
+	# Next to this file, else on PATH (launch_container.sh runs this file's
+	# text with bash -c, where it has no directory).
+	activate=$(dirname "$(readlink -f "${BASH_SOURCE[0]:-/nonexistent}")")/spack-env-activate
+	if [ ! -x "$activate" ]; then
+		activate=spack-env-activate
+	fi
+	exec "$activate" "$@"
 fi
 
 {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # spack-install: installs the Zephyr Spack environment into the project's
 # persistent store, by running pkg/zephyr/build.sh with the environment
-# directory on the store (build.sh's default too; it writes the
-# .zephyr-installed marker the activation scripts look for).
+# directory on the store (build.sh's default too). The .zephyr-installed
+# marker the activation scripts look for is written only once the install
+# succeeded (build.sh writes it too; this one records the source used).
 #
 # usage: spack-install [SPACK_INSTALL_ARGS...]     e.g. spack-install -j 32
 #
@@ -43,5 +44,11 @@ if ! flock -n 9; then
 	flock 9
 fi
 
+rm -f "$env_dir/.zephyr-installed"
 "$src/build.sh" "$env_dir" "$@"
+{
+	echo "installed: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "source: $src"
+	echo "lock-sha256: $(sha256sum "$env_dir/spack.lock" | cut -d' ' -f1)"
+} >"$env_dir/.zephyr-installed"
 log "done. New ssh (login) shells activate it; in this shell run: . spack-env-activate"

@@ -86,8 +86,12 @@ func noShellErrors(t *testing.T, r result) {
 // --- container/launch_container.sh ---------------------------------------
 
 // fakeSygctl records its arguments (one a line), its working directory and
-// SYGALDRY_IMAGE, then exits with FAKE_RC.
+// SYGALDRY_IMAGE, then exits with FAKE_RC; `launch --help` prints FAKE_HELP.
 const fakeSygctl = `#!/usr/bin/env bash
+if [ "${2:-}" = --help ]; then
+	echo "${FAKE_HELP:-}" >&2
+	exit 0
+fi
 printf '%s\n' "$@" >"$FAKE_LOG"
 pwd >"$FAKE_LOG.cwd"
 printf '%s' "${SYGALDRY_IMAGE:-}" >"$FAKE_LOG.image"
@@ -112,14 +116,31 @@ func TestLaunchContainerWrapper(t *testing.T) {
 		return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 	}
 
-	// Arguments pass through as argv, quoting intact, after `launch --`; the
+	entrypoints := filepath.Join(repo, "container", "entrypoints")
+	for name, mode := range map[string]os.FileMode{"default.sh": 0o755, "probe.sh": 0o755, "zephyr-profile.sh": 0o644} {
+		if err := os.MkdirAll(entrypoints, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(entrypoints, name), []byte("# "+name+"\necho hi\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// argv is `launch [--workspace DIR] -- bash -c <entrypoint's text>
+	// NAME.sh ARGS...`, as the fake logs it (one line each).
+	argv := func(pre []string, entry string, args ...string) []string {
+		text := "# " + entry + ".sh\necho hi" // $(cat) drops the last newline
+		all := append(append(slices.Clone(pre), "--", "bash", "-c", text, entry+".sh"), args...)
+		return strings.Split(strings.Join(all, "\n"), "\n")
+	}
+
+	// Arguments pass through as argv, quoting intact, to default.sh; the
 	// exit code comes back; sygctl runs from the repository root.
 	args := []string{"bash", "-c", `echo "$1"`, "two words", "*", "$HOME", "it's", ""}
 	r := runScript(t, []string{"FAKE_LOG=" + log, "FAKE_RC=7", "SYGALDRY_IMAGE=sygaldry/zephyr:test"}, script, args...)
 	if r.code != 7 {
 		t.Errorf("exit code %d, want sygctl's 7\n%s", r.code, r.out)
 	}
-	if got, want := readLog(), append([]string{"launch", "--"}, args...); !slices.Equal(got, want) {
+	if got, want := readLog(), argv([]string{"launch"}, "default", args...); !slices.Equal(got, want) {
 		t.Errorf("sygctl argv = %q, want %q", got, want)
 	}
 	if cwd, _ := os.ReadFile(log + ".cwd"); strings.TrimSpace(string(cwd)) != repo {
@@ -129,10 +150,52 @@ func TestLaunchContainerWrapper(t *testing.T) {
 		t.Errorf("SYGALDRY_IMAGE not passed through: %q", img)
 	}
 
-	// No arguments: the interactive shell, `sygctl launch` alone.
+	// No arguments: default.sh alone (its interactive shell).
 	r = runScript(t, []string{"FAKE_LOG=" + log}, script)
-	if r.code != 0 || !slices.Equal(readLog(), []string{"launch"}) {
+	if r.code != 0 || !slices.Equal(readLog(), argv([]string{"launch"}, "default")) {
 		t.Errorf("no-argument call: code %d, argv %q", r.code, readLog())
+	}
+
+	// --entrypoint NAME ARGS: entrypoints/NAME.sh.
+	r = runScript(t, []string{"FAKE_LOG=" + log}, script, "--entrypoint", "probe", "a b")
+	if r.code != 0 || !slices.Equal(readLog(), argv([]string{"launch"}, "probe", "a b")) {
+		t.Errorf("--entrypoint probe: code %d, argv %q\n%s", r.code, readLog(), r.out)
+	}
+	// Unknown (or non-executable) names: exit 2 listing the available ones,
+	// and sygctl never runs.
+	os.Remove(log)
+	for _, bad := range [][]string{{"--entrypoint", "nope"}, {"--entrypoint", "zephyr-profile"}, {"--entrypoint"}} {
+		r = runScript(t, []string{"FAKE_LOG=" + log}, script, bad...)
+		if r.code != 2 || !strings.Contains(r.out, "available: default probe\n") {
+			t.Errorf("%q: code %d, output %q", bad, r.code, r.out)
+		}
+		if _, err := os.Stat(log); err == nil {
+			t.Errorf("%q: sygctl ran", bad)
+		}
+	}
+
+	// Run from inside a git checkout: its top level goes to --workspace, when
+	// this sygctl has the flag.
+	if _, err := exec.LookPath("git"); err == nil {
+		checkout := t.TempDir()
+		if r := runCmd(t, nil, exec.Command("git", "init", "-q", checkout)); r.code != 0 {
+			t.Fatalf("git init: %s", r.out)
+		}
+		sub := filepath.Join(checkout, "sub")
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for help, pre := range map[string][]string{
+			"  -workspace DIR": {"launch", "--workspace", checkout},
+			"":                 {"launch"},
+		} {
+			cmd := exec.Command(script, "true")
+			cmd.Dir = sub
+			r = runCmd(t, []string{"FAKE_LOG=" + log, "FAKE_HELP=" + help}, cmd)
+			if got, want := readLog(), argv(pre, "default", "true"); r.code != 0 || !slices.Equal(got, want) {
+				t.Errorf("from a checkout (help %q): code %d, argv %q, want %q", help, r.code, got, want)
+			}
+		}
 	}
 
 	// Through a symlink from elsewhere, it still finds the repository.
@@ -141,7 +204,7 @@ func TestLaunchContainerWrapper(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = runScript(t, []string{"FAKE_LOG=" + log}, link, "true")
-	if r.code != 0 || !slices.Equal(readLog(), []string{"launch", "--", "true"}) {
+	if r.code != 0 || !slices.Equal(readLog(), argv([]string{"launch"}, "default", "true")) {
 		t.Errorf("via symlink: code %d, argv %q\n%s", r.code, readLog(), r.out)
 	}
 
