@@ -97,6 +97,9 @@ func (m *Manager) create(ctx context.Context, log *slog.Logger, p config.Resolve
 	if _, err := prepareHostDirs(spec); err != nil {
 		return "", userErr(nil, err, "the project storage for %s cannot be prepared; the administrator can find the details in the gateway log", p.Name)
 	}
+	if err := checkWorkspace(p, spec); err != nil {
+		return "", err
+	}
 	// A new container, a new agent key: nothing a previous container of
 	// this name could read proves this one.
 	pub, err := writeAgentKey(spec.AgentKeyPath)
@@ -137,6 +140,9 @@ func (m *Manager) startAndWait(ctx context.Context, log *slog.Logger, p config.R
 	hd, err := prepareHostDirs(spec)
 	if err != nil {
 		return nil, userErr(nil, err, "the project storage for %s cannot be prepared; the administrator can find the details in the gateway log", p.Name)
+	}
+	if err := checkWorkspace(p, spec); err != nil {
+		return nil, err
 	}
 	uid, gid, err := lookupUser(ctx, m.api, id, spec.ContainerUser)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -99,6 +100,7 @@ type Spec struct {
 	SocketPath    string // host path of the agent's socket
 	Network       string // the container's own network, created before it; "" for none (isolation.go)
 	AgentKeyPath  string // host path of the agent's private host key
+	Workspace     string // host directory mounted at /workspace; "" for none
 	Config        *container.Config
 	HostConfig    *container.HostConfig
 }
@@ -182,6 +184,7 @@ func BuildSpec(in SpecInput) (Spec, error) {
 	env = append(env, "SYGALDRY_PROJECT="+p.Name, "SYGALDRY_USER="+in.User)
 
 	projDir := filepath.Join(root, p.Name)
+	var workspace string
 	var mounts []mount.Mount
 	var dirs []string
 	for _, d := range StorageDirs {
@@ -202,6 +205,7 @@ func BuildSpec(in SpecInput) (Spec, error) {
 		}
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: src, Target: WorkspaceTarget})
 		env = append(env, WorkspaceEnv+"="+WorkspaceTarget)
+		workspace = src
 	}
 	for i, m := range s.Mounts {
 		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
@@ -272,6 +276,7 @@ func BuildSpec(in SpecInput) (Spec, error) {
 		LinkDir:       in.LinkDir,
 		SocketPath:    socket,
 		AgentKeyPath:  in.AgentKey,
+		Workspace:     workspace,
 		Config:        cfg,
 		HostConfig:    hc,
 	}
@@ -298,6 +303,22 @@ func workspaceSource(projDir, ws string) (string, error) {
 		return path.Clean(ws), nil
 	}
 	return filepath.Join(projDir, ws), nil
+}
+
+// checkWorkspace refuses, in one line, a workspace that is not a directory on
+// the host: the engine would refuse the mount with a generic error, or
+// create an empty root-owned directory in its place.
+func checkWorkspace(p config.Resolved, spec Spec) error {
+	if spec.Workspace == "" {
+		return nil
+	}
+	if fi, err := os.Stat(spec.Workspace); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = fmt.Errorf("%s is not a directory", spec.Workspace)
+		}
+		return userErr(nil, err, "the workspace of project %s (%s) is not a directory on this host; it has to be created, or the project's workspace fixed", p.Name, spec.Workspace)
+	}
+	return nil
 }
 
 // noGPUEnv is the environment of a container without GPUs; with GPUs the
