@@ -157,6 +157,10 @@ type Docker struct {
 type Settings struct {
 	Image      string `toml:"image"`      // empty: sygaldry/zephyr:base
 	Dockerfile string `toml:"dockerfile"` // built (context: its directory) when the image is missing; empty: never build
+	// BuildArgs are the Dockerfile's build args (ARG) when the image is
+	// built, e.g. BAZEL_VERSION; project keys override defaults. Not part of
+	// the spec: they take effect when the image is (re)built.
+	BuildArgs map[string]string `toml:"build_args"`
 	User       string `toml:"user"`       // container user; empty: kvothe
 	Hostname   string `toml:"hostname"`   // empty: the project name
 	GPUs       GPUs   `toml:"gpus"`       // "all" | "none" | N | [index or "GPU-<uuid>", ...]; unset: 1 (DefaultGPUs)
@@ -329,6 +333,11 @@ func (c *Config) Project(name string) (Resolved, bool) {
 		s.Env = map[string]string{}
 	}
 	maps.Copy(s.Env, o.Env)
+	s.BuildArgs = maps.Clone(d.BuildArgs)
+	if s.BuildArgs == nil && len(o.BuildArgs) > 0 {
+		s.BuildArgs = map[string]string{}
+	}
+	maps.Copy(s.BuildArgs, o.BuildArgs)
 	s.Mounts = append(slices.Clone(d.Mounts), o.Mounts...)
 	s.Workspace = o.Workspace
 	return r, true

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,6 +167,7 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		{"storage dir as workspace", "[projects.p]\nmembers = []\nworkspace = \".\"\n", []string{"f.toml:3:", "projects.p.workspace"}},
 		{"absolute dotdot workspace", "[projects.p]\nmembers = []\nworkspace = \"/srv/../etc\"\n", []string{"f.toml:3:", "projects.p.workspace"}},
 		{"default workspace", "[defaults]\nworkspace = \"/srv/ws\"\n", []string{"f.toml:2:", "per project"}},
+		{"bad build arg name", "[projects.p]\nmembers = []\nbuild_args = { \"BAZEL-VERSION\" = \"7\" }\n", []string{"f.toml:3:", "projects.p.build_args", "bad build arg name"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,6 +193,26 @@ func TestWorkspace(t *testing.T) {
 		if p, _ := c.Project(name); p.Workspace != want {
 			t.Errorf("project %s: workspace %q, want %q", name, p.Workspace, want)
 		}
+	}
+}
+
+func TestBuildArgs(t *testing.T) {
+	doc := "[defaults]\nbuild_args = { BAZEL_VERSION = \"6.4.0\", RUST_VERSION = \"1.79.0\" }\n" +
+		"[projects.a]\nmembers = []\nbuild_args = { BAZEL_VERSION = \"7.4.1\" }\n[projects.b]\nmembers = []\n"
+	c, err := Parse("f.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]map[string]string{
+		"a": {"BAZEL_VERSION": "7.4.1", "RUST_VERSION": "1.79.0"},
+		"b": {"BAZEL_VERSION": "6.4.0", "RUST_VERSION": "1.79.0"},
+	} {
+		if p, _ := c.Project(name); !maps.Equal(p.BuildArgs, want) {
+			t.Errorf("project %s: build_args %v, want %v", name, p.BuildArgs, want)
+		}
+	}
+	if c.Defaults.BuildArgs["BAZEL_VERSION"] != "6.4.0" {
+		t.Errorf("a project's build_args changed the defaults: %v", c.Defaults.BuildArgs)
 	}
 }
 

@@ -168,6 +168,11 @@ func validateSettings(key string, s Settings) []validationError {
 			bad(key+".env", "%s.env: NVIDIA_VISIBLE_DEVICES is set from the GPUs leased to the container; use gpus", key)
 		}
 	}
+	for k := range s.BuildArgs {
+		if !envNameRE.MatchString(k) {
+			bad(key+".build_args", "%s.build_args: bad build arg name %q", key, k)
+		}
+	}
 	for i, m := range s.Mounts {
 		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
 			bad(key+".mounts", "%s.mounts[%d]: source and target must be absolute paths", key, i)

@@ -82,6 +82,18 @@ type buildMessage struct {
 	} `json:"errorDetail"`
 }
 
+// buildArgs is the project's build_args in the engine's form.
+func buildArgs(m map[string]string) map[string]*string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]*string, len(m))
+	for k, v := range m {
+		out[k] = &v
+	}
+	return out
+}
+
 // buildImage builds image from the project's Dockerfile with the classic
 // builder (Version "1"): it resolves `FROM <local image>` from the engine's
 // store, where BuildKit would try a registry, and there is none offline.
@@ -112,6 +124,7 @@ func (m *Manager) buildImage(ctx context.Context, p config.Resolved, image strin
 		Tags:        []string{image},
 		Dockerfile:  filepath.Base(df),
 		Version:     build.BuilderV1,
+		BuildArgs:   buildArgs(p.BuildArgs),
 		Remove:      true,
 		ForceRemove: true,
 	})

@@ -20,6 +20,11 @@
 # interactive default shell for `docker run -it`.
 FROM nvidia/cuda:12.9.1-cudnn-devel-ubuntu24.04
 
+# Pinned versions. Override them per build with build args: [defaults] or
+# [projects.NAME] build_args in the gateway config, or SYGALDRY_BUILD_ARG_<NAME>
+# in launch_container.sh's / sygctl launch's environment (docker build
+# --build-arg by hand). The image records what it was built with as
+# ZEPHYR_<NAME> and io.sygaldry.zephyr.* labels.
 ARG BAZEL_VERSION=6.4.0
 ARG PYTHON_VERSION=3.13
 ARG RUST_VERSION=1.79.0
@@ -46,7 +51,10 @@ ENV LANG=C.UTF-8 \
     SPACK_ROOT=/opt/spack \
     RUSTUP_HOME=/opt/rust/rustup \
     CARGO_HOME=/opt/rust/cargo \
-    ZEPHYR_SPACK_ENV=/opt/spack_store/envs/zephyr
+    ZEPHYR_SPACK_ENV=/opt/spack_store/envs/zephyr \
+    ZEPHYR_BAZEL_VERSION=${BAZEL_VERSION} \
+    ZEPHYR_PYTHON_VERSION=${PYTHON_VERSION} \
+    ZEPHYR_RUST_VERSION=${RUST_VERSION}
 # Spack, then the two places rustup's proxies can live (Ubuntu's rustup
 # package, a cargo home), then the base image's CUDA and system paths.
 ENV PATH=/opt/spack/bin:/opt/rust/cargo/bin:/usr/lib/rustup/bin:${PATH}

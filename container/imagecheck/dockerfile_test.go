@@ -154,6 +154,23 @@ func TestDockerfileBuildArgs(t *testing.T) {
 	if c := args["SPACK_PACKAGES_COMMIT"]; !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(c) {
 		t.Errorf("SPACK_PACKAGES_COMMIT = %q, want a full commit hash", c)
 	}
+	// The pinned versions are recorded in the image: ENV ZEPHYR_<ARG> and a
+	// label io.sygaldry.zephyr.<tool>, whatever build args the build got.
+	env := p.env()
+	labels := map[string]string{}
+	for _, l := range commandsOf[*instructions.LabelCommand](p) {
+		for _, kv := range l.Labels {
+			labels[kv.Key] = strings.Trim(kv.Value, `"`)
+		}
+	}
+	for k, tool := range map[string]string{"BAZEL_VERSION": "bazel", "PYTHON_VERSION": "python", "RUST_VERSION": "rust"} {
+		if got := env["ZEPHYR_"+k]; got != "${"+k+"}" {
+			t.Errorf("ENV ZEPHYR_%s = %q, want ${%s}", k, got, k)
+		}
+		if got := labels["io.sygaldry.zephyr."+tool]; got != "${"+k+"}" {
+			t.Errorf("LABEL io.sygaldry.zephyr.%s = %q, want ${%s}", tool, got, k)
+		}
+	}
 	// The build args are used, not just declared.
 	runs := strings.Join(p.runText(), "\n")
 	for _, k := range []string{"BAZEL_VERSION", "PYTHON_VERSION", "RUST_VERSION", "SPACK_VERSION", "SPACK_PACKAGES_COMMIT"} {
