@@ -157,10 +157,6 @@ type Docker struct {
 type Settings struct {
 	Image      string `toml:"image"`      // empty: sygaldry/zephyr:base
 	Dockerfile string `toml:"dockerfile"` // built (context: its directory) when the image is missing; empty: never build
-	// BuildArgs are the Dockerfile's build args (ARG) when the image is
-	// built, e.g. BAZEL_VERSION; project keys override defaults. Not part of
-	// the spec: they take effect when the image is (re)built.
-	BuildArgs map[string]string `toml:"build_args"`
 	User       string `toml:"user"`       // container user; empty: kvothe
 	Hostname   string `toml:"hostname"`   // empty: the project name
 	GPUs       GPUs   `toml:"gpus"`       // "all" | "none" | N | [index or "GPU-<uuid>", ...]; unset: 1 (DefaultGPUs)
@@ -176,6 +172,11 @@ type Settings struct {
 
 	Env    map[string]string `toml:"env"`    // extra container environment; project keys override defaults
 	Mounts []Mount           `toml:"mounts"` // extra bind mounts, appended to the defaults' ones
+
+	// BuildArgs are the Dockerfile's build args (ARG) when the image is
+	// built, e.g. BAZEL_VERSION; project keys override defaults. Not part of
+	// the spec: they take effect when the image is (re)built.
+	BuildArgs map[string]string `toml:"build_args"`
 
 	// Workspace is the project's root, bind-mounted at /workspace, where
 	// sessions start: a host path (absolute) or a path inside the project's
