@@ -24,6 +24,9 @@
 #   SYGALDRY_GPU=false     start without GPUs
 #   SYGALDRY_STORAGE_ROOT  host storage root (default /mnt/data_infra/zephyr_container_infra)
 #   SYGALDRY_CONFIG        gateway config to take project settings from (optional)
+#   SYGALDRY_BUILD_ARG_<NAME>=VALUE  build arg NAME when the image is built
+#                          (BAZEL_VERSION, PYTHON_VERSION, RUST_VERSION), over
+#                          the config's build_args
 #   SYGCTL                 the sygctl binary to use (default: bin/sygctl, else PATH)
 set -euo pipefail
 

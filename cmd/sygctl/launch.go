@@ -43,6 +43,9 @@ environment:
   SYGALDRY_GPU=false     attach no GPUs
   SYGALDRY_STORAGE_ROOT  host storage root (default: the config's, else ` + config.DefaultStorageRoot + `)
   SYGALDRY_CONFIG        gateway config to take [defaults] and [projects.X] from
+  SYGALDRY_BUILD_ARG_<NAME>=VALUE
+                         build arg NAME (e.g. BAZEL_VERSION) when a missing image is
+                         built, over the config's build_args
 
 flags:
 `
@@ -166,6 +169,16 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 		p = config.Resolved{Name: name, Settings: cfg.Defaults}
 		p.Env = maps.Clone(cfg.Defaults.Env)
 		p.Mounts = slices.Clone(cfg.Defaults.Mounts)
+	}
+	p.BuildArgs = maps.Clone(p.BuildArgs)
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if name, ok := strings.CutPrefix(k, "SYGALDRY_BUILD_ARG_"); ok && name != "" {
+			if p.BuildArgs == nil {
+				p.BuildArgs = map[string]string{}
+			}
+			p.BuildArgs[name] = v
+		}
 	}
 	if img := os.Getenv("SYGALDRY_IMAGE"); img != "" && img != p.Image {
 		// Another image than configured: the configured Dockerfile builds
