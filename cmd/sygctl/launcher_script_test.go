@@ -57,9 +57,14 @@ func launcherScript(t *testing.T, r *launchRig) (script, sygctl string) {
 
 func runLauncher(t *testing.T, r *launchRig, sygctl, stdin, script string, args ...string) (string, string, int) {
 	t.Helper()
+	return runLauncherIn(t, r, t.TempDir(), sygctl, stdin, script, args...) // not a git checkout
+}
+
+func runLauncherIn(t *testing.T, r *launchRig, dir, sygctl, stdin, script string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command("bash", append([]string{script}, args...)...)
 	cmd.Env = append(r.cmd().Env, "SYGCTL="+sygctl)
-	cmd.Dir = t.TempDir() // not a git checkout
+	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &stdout, &stderr
 	err := cmd.Run()
@@ -99,5 +104,27 @@ func TestLauncherEntrypoints(t *testing.T) {
 	stdout, stderr, code = runLauncher(t, r, sygctl, "echo shell $((6*7)); exit 4\n", script)
 	if code != 4 || !strings.Contains(stdout, "shell 42\n") {
 		t.Errorf("shell: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// TestLauncherWorkspace: run from inside a git checkout, the launcher mounts
+// the checkout's top level at /workspace and the command starts there.
+func TestLauncherWorkspace(t *testing.T) {
+	r := newLaunchRig(t)
+	script, sygctl := launcherScript(t, r)
+	checkout := testenv.ShortTempDir(t)
+	if out, err := exec.Command("git", "init", "-q", checkout).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(checkout, "WORKSPACE"), []byte("from the checkout\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(checkout, "pkg")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runLauncherIn(t, r, sub, sygctl, "", script, "sh", "-c", "pwd; cat WORKSPACE")
+	if code != 0 || stdout != "/workspace\nfrom the checkout\n" {
+		t.Errorf("from a checkout: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
