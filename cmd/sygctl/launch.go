@@ -39,7 +39,8 @@ the gateway gives you over SSH), then runs COMMAND in it, or a login shell.
 
 environment:
   SYGALDRY_PROJECT_ID    project (default zephyr)
-  SYGALDRY_IMAGE         image (default: the config's, else sygaldry/zephyr:base)
+  SYGALDRY_IMAGE         image (default: the config's, else sygaldry/zephyr:base);
+                         built from the configured Dockerfile when missing
   SYGALDRY_GPU=false     attach no GPUs
   SYGALDRY_STORAGE_ROOT  host storage root (default: the config's, else ` + config.DefaultStorageRoot + `)
   SYGALDRY_CONFIG        gateway config to take [defaults] and [projects.X] from
@@ -181,9 +182,10 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 		}
 	}
 	if img := os.Getenv("SYGALDRY_IMAGE"); img != "" && img != p.Image {
-		// Another image than configured: the configured Dockerfile builds
-		// the configured image, not this one.
-		p.Image, p.Dockerfile = img, ""
+		// Another image than configured: built from the configured
+		// Dockerfile when it is missing, so a variant (other build args)
+		// gets its own tag.
+		p.Image = img
 	}
 
 	if ws := *workspace; ws != "" {
