@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -42,12 +41,7 @@ func cmdGPUs(args []string, stdout, stderr io.Writer) int {
 		if rep.GPUs == nil {
 			rep.GPUs = []client.GPUInfo{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return adminFail(stderr, "json", err)
-		}
-		return 0
+		return writeJSON(stdout, stderr, rep)
 	}
 	if !rep.Available {
 		msg := rep.Message

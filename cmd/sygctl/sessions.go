@@ -278,9 +278,14 @@ func writeAdminJSON[T any](stdout, stderr io.Writer, list []T) int {
 	if list == nil {
 		list = []T{}
 	}
+	return writeJSON(stdout, stderr, list)
+}
+
+// writeJSON prints v as indented JSON, the form every --json output takes.
+func writeJSON(stdout, stderr io.Writer, v any) int {
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(list); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return adminFail(stderr, "json", err)
 	}
 	return 0
