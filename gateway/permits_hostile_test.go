@@ -161,32 +161,7 @@ func TestAgentChannelsFollowKeyRestrictions(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%s/%s/asked=%v/malformed=%v", tc.typ, tc.options, tc.ask, tc.malformed), func(t *testing.T) {
 			h := startHostileAgentWith(t, tc.typ, tc.malformed)
-			dir := testenv.ShortTempDir(t)
-			alice := sshtest.NewKey(t, dir, "alice")
-			cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf(`
-[server]
-state_dir = %q
-[projects.zephyr]
-members = ["alice"]
-[users.alice]
-keys = [%q]
-`, filepath.Join(dir, "state"), tc.options+" "+alice.Authorized)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			gw := &gateway.Server{Config: cfg, Containers: h, Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), nil))}
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go gw.Serve(l)
-			t.Cleanup(func() { gw.Close() })
-
-			cl, err := dialGo(l.Addr().String(), "zephyr", alice.Signer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
+			cl := aliceThroughGateway(t, h, tc.options)
 			arrived := make(chan string, 4)
 			go func() {
 				for nc := range cl.HandleChannelOpen(tc.typ) {
@@ -253,31 +228,7 @@ func TestForwardRequestsFollowKeyRestrictions(t *testing.T) {
 	for _, options := range []string{"", "no-port-forwarding", "restrict"} {
 		t.Run("options="+options, func(t *testing.T) {
 			h := startHostileAgent(t, "none")
-			dir := testenv.ShortTempDir(t)
-			alice := sshtest.NewKey(t, dir, "alice")
-			cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf(`
-[server]
-state_dir = %q
-[projects.zephyr]
-members = ["alice"]
-[users.alice]
-keys = [%q]
-`, filepath.Join(dir, "state"), options+" "+alice.Authorized)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			gw := &gateway.Server{Config: cfg, Containers: h, Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), nil))}
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go gw.Serve(l)
-			t.Cleanup(func() { gw.Close() })
-			cl, err := dialGo(l.Addr().String(), "zephyr", alice.Signer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
+			cl := aliceThroughGateway(t, h, options)
 
 			allowed := options == ""
 			for typ, payload := range map[string][]byte{
@@ -318,4 +269,37 @@ keys = [%q]
 			}
 		})
 	}
+}
+
+// aliceThroughGateway serves a gateway whose only container is h, with alice
+// (her key line prefixed by options) a member of project zephyr, and returns
+// her logged-in x/crypto client, closed when the test ends.
+func aliceThroughGateway(t *testing.T, h *hostileAgent, options string) *gossh.Client {
+	t.Helper()
+	dir := testenv.ShortTempDir(t)
+	alice := sshtest.NewKey(t, dir, "alice")
+	cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf(`
+[server]
+state_dir = %q
+[projects.zephyr]
+members = ["alice"]
+[users.alice]
+keys = [%q]
+`, filepath.Join(dir, "state"), options+" "+alice.Authorized)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := &gateway.Server{Config: cfg, Containers: h, Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), nil))}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gw.Serve(l)
+	t.Cleanup(func() { gw.Close() })
+	cl, err := dialGo(l.Addr().String(), "zephyr", alice.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
 }
