@@ -16,9 +16,29 @@ import (
 
 // cmdContainers is `sygctl containers [flags]`.
 func cmdContainers(args []string, stdout, stderr io.Writer) int {
+	return adminShow("containers", "sygctl containers [--socket PATH | --config FILE] [--json]",
+		"Lists the containers the gateway manages, running or not. UP-TO-DATE \"no\"\nmeans the config changed: the gateway recreates it once nobody is inside.",
+		args, stdout, stderr, func(ctx context.Context, cl *client.Client, asJSON bool) int {
+			list, err := cl.Containers(ctx)
+			if err != nil {
+				return adminFail(stderr, "containers", err)
+			}
+			if asJSON {
+				return writeAdminJSON(stdout, stderr, list)
+			}
+			writeContainerTable(stdout, list)
+			return 0
+		})
+}
+
+// adminShow runs an admin command that takes no operands and shows what
+// one query of the admin API returns: it parses the common flags, makes
+// the client, and calls show with a context bounded by adminTimeout and
+// whether --json was given.
+func adminShow(name, usage, help string, args []string, stdout, stderr io.Writer,
+	show func(ctx context.Context, cl *client.Client, asJSON bool) int) int {
 	var af adminFlags
-	fs := newAdminFlagSet("containers", "sygctl containers [--socket PATH | --config FILE] [--json]",
-		"Lists the containers the gateway manages, running or not. UP-TO-DATE \"no\"\nmeans the config changed: the gateway recreates it once nobody is inside.")
+	fs := newAdminFlagSet(name, usage, help)
 	af.add(fs, true)
 	operands, code := parseAdminFlags(fs, args, true, stdout, stderr)
 	if code >= 0 {
@@ -29,19 +49,11 @@ func cmdContainers(args []string, stdout, stderr io.Writer) int {
 	}
 	cl, err := af.client()
 	if err != nil {
-		return adminFail(stderr, "containers", err)
+		return adminFail(stderr, name, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
-	list, err := cl.Containers(ctx)
-	if err != nil {
-		return adminFail(stderr, "containers", err)
-	}
-	if af.json {
-		return writeAdminJSON(stdout, stderr, list)
-	}
-	writeContainerTable(stdout, list)
-	return 0
+	return show(ctx, cl, af.json)
 }
 
 func writeContainerTable(w io.Writer, list []client.ContainerInfo) {

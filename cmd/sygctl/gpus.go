@@ -16,43 +16,30 @@ import (
 
 // cmdGPUs is `sygctl gpus [flags]`.
 func cmdGPUs(args []string, stdout, stderr io.Writer) int {
-	var af adminFlags
-	fs := newAdminFlagSet("gpus", "sygctl gpus [--socket PATH | --config FILE] [--json]",
-		"Lists the host's NVIDIA GPUs as the gateway sees them through NVML: memory,\nutilisation, temperature, health (from XID events), the containers leasing\neach (user, project, exclusive or shared) and how long they have been idle,\nand the processes on each, with their container. A host without the NVIDIA\ndriver says so and exits 0.")
-	af.add(fs, true)
-	operands, code := parseAdminFlags(fs, args, true, stdout, stderr)
-	if code >= 0 {
-		return code
-	}
-	if len(operands) > 0 {
-		return adminUsageError(fs, stderr, "unexpected argument %q", operands[0])
-	}
-	cl, err := af.client()
-	if err != nil {
-		return adminFail(stderr, "gpus", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
-	defer cancel()
-	rep, err := cl.GPUs(ctx)
-	if err != nil {
-		return adminFail(stderr, "gpus", err)
-	}
-	if af.json {
-		if rep.GPUs == nil {
-			rep.GPUs = []client.GPUInfo{}
-		}
-		return writeJSON(stdout, stderr, rep)
-	}
-	if !rep.Available {
-		msg := rep.Message
-		if msg == "" {
-			msg = "no NVIDIA GPUs on this host"
-		}
-		fmt.Fprintln(stdout, termSafe(msg))
-		return 0
-	}
-	writeGPUTable(stdout, rep)
-	return 0
+	return adminShow("gpus", "sygctl gpus [--socket PATH | --config FILE] [--json]",
+		"Lists the host's NVIDIA GPUs as the gateway sees them through NVML: memory,\nutilisation, temperature, health (from XID events), the containers leasing\neach (user, project, exclusive or shared) and how long they have been idle,\nand the processes on each, with their container. A host without the NVIDIA\ndriver says so and exits 0.",
+		args, stdout, stderr, func(ctx context.Context, cl *client.Client, asJSON bool) int {
+			rep, err := cl.GPUs(ctx)
+			if err != nil {
+				return adminFail(stderr, "gpus", err)
+			}
+			if asJSON {
+				if rep.GPUs == nil {
+					rep.GPUs = []client.GPUInfo{}
+				}
+				return writeJSON(stdout, stderr, rep)
+			}
+			if !rep.Available {
+				msg := rep.Message
+				if msg == "" {
+					msg = "no NVIDIA GPUs on this host"
+				}
+				fmt.Fprintln(stdout, termSafe(msg))
+				return 0
+			}
+			writeGPUTable(stdout, rep)
+			return 0
+		})
 }
 
 func writeGPUTable(w io.Writer, rep client.GPUReport) {
