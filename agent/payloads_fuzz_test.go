@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -10,43 +9,15 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sygaldry/sygaldry/internal/sshwire"
 )
 
 // Fuzz targets for every payload the agent decodes. Each one checks the
-// decoder against an independent reading of the wire format (wire below):
+// decoder against an independent reading of the wire format (internal/sshwire):
 // a payload is accepted exactly when it is well formed and its values obey
 // the rule the handler relies on, and an accepted payload re-encodes to the
 // same bytes. Seeds: the f.Add calls and testdata/fuzz/<target>/.
-
-// wire reads SSH wire types by hand, without ssh.Unmarshal, as the oracle.
-type wire struct {
-	b   []byte
-	bad bool
-}
-
-func (w *wire) u32() uint32 {
-	if len(w.b) < 4 {
-		w.bad = true
-		return 0
-	}
-	v := binary.BigEndian.Uint32(w.b)
-	w.b = w.b[4:]
-	return v
-}
-
-func (w *wire) str() string {
-	n := w.u32()
-	if w.bad || uint64(len(w.b)) < uint64(n) {
-		w.bad = true
-		return ""
-	}
-	s := string(w.b[:n])
-	w.b = w.b[n:]
-	return s
-}
-
-// ok reports whether everything was read and nothing is left over.
-func (w *wire) ok() bool { return !w.bad && len(w.b) == 0 }
 
 func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
 
@@ -77,9 +48,9 @@ func FuzzEnv(f *testing.F) {
 	}
 	addMalformed(f, ssh.Marshal(envMsg{"LANG", "C"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		w := wire{b: payload}
-		name, value := w.str(), w.str()
-		want := w.ok() && name != "" && !strings.ContainsAny(name, "=\x00") && !hasNUL(value)
+		w := sshwire.NewReader(payload)
+		name, value := w.Str(), w.Str()
+		want := w.OK() && name != "" && !strings.ContainsAny(name, "=\x00") && !hasNUL(value)
 
 		// The session's own handler, before the start: it keeps exactly
 		// what the decoder accepts.
@@ -135,14 +106,14 @@ func FuzzPtyReq(f *testing.F) {
 	}
 	addMalformed(f, ssh.Marshal(ptyReqMsg{Term: "xterm"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		w := wire{b: payload}
-		term := w.str()
+		w := sshwire.NewReader(payload)
+		term := w.Str()
 		var dims [4]uint32
 		for i := range dims {
-			dims[i] = w.u32()
+			dims[i] = w.U32()
 		}
-		modes := w.str()
-		want := w.ok() && len(term) <= maxTermLen && !hasNUL(term)
+		modes := w.Str()
+		want := w.OK() && len(term) <= maxTermLen && !hasNUL(term)
 
 		m, err := decodePtyReq(payload)
 		if (err == nil) != want {
@@ -172,11 +143,11 @@ func FuzzWindowChange(f *testing.F) {
 	}
 	addMalformed(f, ssh.Marshal(windowSize{80, 24, 0, 0}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		r := wire{b: payload}
-		dims := [4]uint32{r.u32(), r.u32(), r.u32(), r.u32()}
+		r := sshwire.NewReader(payload)
+		dims := [4]uint32{r.U32(), r.U32(), r.U32(), r.U32()}
 		w, err := decodeWindowChange(payload)
-		if (err == nil) != r.ok() {
-			t.Fatalf("window-change %q: err %v, want accepted %v", payload, err, r.ok())
+		if (err == nil) != r.OK() {
+			t.Fatalf("window-change %q: err %v, want accepted %v", payload, err, r.OK())
 		}
 		if err != nil {
 			return
@@ -198,9 +169,9 @@ func FuzzExec(f *testing.F) {
 	f.Add(ssh.Marshal(execMsg{strings.Repeat("a", maxCommandLen+1)}))
 	addMalformed(f, ssh.Marshal(execMsg{"true"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		w := wire{b: payload}
-		cmd := w.str()
-		want := w.ok() && len(cmd) <= maxCommandLen && !hasNUL(cmd)
+		w := sshwire.NewReader(payload)
+		cmd := w.Str()
+		want := w.OK() && len(cmd) <= maxCommandLen && !hasNUL(cmd)
 		got, err := decodeExec(payload)
 		if (err == nil) != want {
 			t.Fatalf("exec %.64q: err %v, want accepted %v", payload, err, want)
@@ -220,11 +191,11 @@ func FuzzSubsystem(f *testing.F) {
 	}
 	addMalformed(f, ssh.Marshal(subsystemMsg{"sftp"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		w := wire{b: payload}
-		name := w.str()
+		w := sshwire.NewReader(payload)
+		name := w.Str()
 		got, err := decodeSubsystem(payload)
-		if (err == nil) != w.ok() {
-			t.Fatalf("subsystem %q: err %v, want accepted %v", payload, err, w.ok())
+		if (err == nil) != w.OK() {
+			t.Fatalf("subsystem %q: err %v, want accepted %v", payload, err, w.OK())
 		}
 		if err == nil {
 			if got != name {
@@ -241,15 +212,15 @@ func FuzzSignal(f *testing.F) {
 	}
 	addMalformed(f, ssh.Marshal(signalMsg{"HUP"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		w := wire{b: payload}
-		name := w.str()
+		w := sshwire.NewReader(payload)
+		name := w.Str()
 		want, known := rfcSignals[name]
 		if !known {
 			want, known = extraSignals[name]
 		}
 		sig, err := decodeSignal(payload)
-		if (err == nil) != (w.ok() && known) {
-			t.Fatalf("signal %q: err %v, want accepted %v", payload, err, w.ok() && known)
+		if (err == nil) != (w.OK() && known) {
+			t.Fatalf("signal %q: err %v, want accepted %v", payload, err, w.OK() && known)
 		}
 		if err == nil && sig != want {
 			t.Fatalf("signal %q decoded as %v, want %v", payload, sig, want)
@@ -275,9 +246,9 @@ func FuzzDirectTCPIP(f *testing.F) {
 	}
 	addMalformed(f, ssh.Marshal(directTCPIPMsg{"localhost", 80, "127.0.0.1", 1}))
 	f.Fuzz(func(t *testing.T, extra []byte) {
-		w := wire{b: extra}
-		host, port, oh, op := w.str(), w.u32(), w.str(), w.u32()
-		want := w.ok() && port <= 65535 && op <= 65535 && !hasNUL(host) && !hasNUL(oh)
+		w := sshwire.NewReader(extra)
+		host, port, oh, op := w.Str(), w.U32(), w.Str(), w.U32()
+		want := w.OK() && port <= 65535 && op <= 65535 && !hasNUL(host) && !hasNUL(oh)
 		m, err := decodeDirectTCPIP(extra)
 		if (err == nil) != want {
 			t.Fatalf("direct-tcpip %q: err %v, want accepted %v", extra, err, want)
@@ -297,9 +268,9 @@ func FuzzDirectStreamLocal(f *testing.F) {
 	}
 	addMalformed(f, ssh.Marshal(directStreamLocalMsg{Path: "/tmp/s"}))
 	f.Fuzz(func(t *testing.T, extra []byte) {
-		w := wire{b: extra}
-		path, r0, r1 := w.str(), w.str(), w.u32()
-		want := w.ok() && path != "" && !hasNUL(path)
+		w := sshwire.NewReader(extra)
+		path, r0, r1 := w.Str(), w.Str(), w.U32()
+		want := w.OK() && path != "" && !hasNUL(path)
 		m, err := decodeDirectStreamLocal(extra)
 		if (err == nil) != want {
 			t.Fatalf("direct-streamlocal %q: err %v, want accepted %v", extra, err, want)
@@ -320,9 +291,9 @@ func FuzzTCPIPForward(f *testing.F) {
 	}
 	addMalformed(f, ssh.Marshal(tcpipForwardMsg{"localhost", 0}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		w := wire{b: payload}
-		host, port := w.str(), w.u32()
-		want := w.ok() && port <= 65535 && !hasNUL(host)
+		w := sshwire.NewReader(payload)
+		host, port := w.Str(), w.U32()
+		want := w.OK() && port <= 65535 && !hasNUL(host)
 		m, err := decodeTCPIPForward(payload)
 		if (err == nil) != want {
 			t.Fatalf("tcpip-forward %q: err %v, want accepted %v", payload, err, want)
@@ -343,9 +314,9 @@ func FuzzStreamLocalForward(f *testing.F) {
 	}
 	addMalformed(f, ssh.Marshal(streamLocalForwardMsg{"/tmp/x"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		w := wire{b: payload}
-		path := w.str()
-		want := w.ok() && path != "" && !hasNUL(path)
+		w := sshwire.NewReader(payload)
+		path := w.Str()
+		want := w.OK() && path != "" && !hasNUL(path)
 		m, err := decodeStreamLocalForward(payload)
 		if (err == nil) != want {
 			t.Fatalf("streamlocal-forward %q: err %v, want accepted %v", payload, err, want)

@@ -14,53 +14,15 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/internal/sshwire"
 	"github.com/sygaldry/sygaldry/sessions"
 )
 
 // Fuzz targets for the payloads the gateway decodes: client session
 // requests it observes or filters, forwarding channel opens it records, and
 // the exit messages the (untrusted) agent sends back. Each checks the
-// decoder against an independent reading of the wire format (wire below).
+// decoder against an independent reading of the wire format (internal/sshwire).
 // Seeds: the f.Add calls and testdata/fuzz/<target>/.
-
-// wire reads SSH wire types by hand, without gossh.Unmarshal, as the oracle.
-type wire struct {
-	b   []byte
-	bad bool
-}
-
-func (w *wire) u32() uint32 {
-	if len(w.b) < 4 {
-		w.bad = true
-		return 0
-	}
-	v := binary.BigEndian.Uint32(w.b)
-	w.b = w.b[4:]
-	return v
-}
-
-func (w *wire) str() string {
-	n := w.u32()
-	if w.bad || uint64(len(w.b)) < uint64(n) {
-		w.bad = true
-		return ""
-	}
-	s := string(w.b[:n])
-	w.b = w.b[n:]
-	return s
-}
-
-func (w *wire) boolean() bool {
-	if len(w.b) < 1 {
-		w.bad = true
-		return false
-	}
-	v := w.b[0] != 0
-	w.b = w.b[1:]
-	return v
-}
-
-func (w *wire) ok() bool { return !w.bad && len(w.b) == 0 }
 
 // malformedSeeds are payloads every decoder refuses: empty, truncated,
 // trailing bytes, a length prefix larger than the payload.
@@ -93,10 +55,10 @@ func FuzzEnvRequest(f *testing.F) {
 	addMalformed(f, gossh.Marshal(envRequest{"LANG", "C"}))
 	accept := []string{"LANG", "LC_*", "GIT_*"}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		w := wire{b: payload}
-		name, value := w.str(), w.str()
+		w := sshwire.NewReader(payload)
+		name, value := w.Str(), w.Str()
 		allowed := name == "LANG" || strings.HasPrefix(name, "LC_") || strings.HasPrefix(name, "GIT_")
-		want := w.ok() && allowed && !strings.ContainsAny(name, "=\x00") && !strings.Contains(value, "\x00")
+		want := w.OK() && allowed && !strings.ContainsAny(name, "=\x00") && !strings.Contains(value, "\x00")
 
 		got := observeRequest(discardState(), nil, accept, &gossh.Request{Type: "env", Payload: payload})
 		if got != want {
@@ -127,8 +89,8 @@ func FuzzSessionStart(f *testing.F) {
 		f.Add(true, p)
 	}
 	f.Fuzz(func(t *testing.T, subsystem bool, payload []byte) {
-		w := wire{b: payload}
-		s := w.str()
+		w := sshwire.NewReader(payload)
+		s := w.Str()
 		typ, kind := "exec", "exec"
 		if subsystem {
 			typ, kind = "subsystem", "subsystem"
@@ -140,8 +102,8 @@ func FuzzSessionStart(f *testing.F) {
 		sess := reg.Add(sessions.Info{Kind: "session"}, nil)
 		defer reg.End(sess, "")
 		got := observeRequest(discardState(), sess, nil, &gossh.Request{Type: typ, Payload: payload})
-		if got != w.ok() {
-			t.Fatalf("%s %q: passed %v, want %v", typ, payload, got, w.ok())
+		if got != w.OK() {
+			t.Fatalf("%s %q: passed %v, want %v", typ, payload, got, w.OK())
 		}
 		info := sess.Info()
 		if !got {
@@ -196,11 +158,11 @@ func FuzzExitSignal(f *testing.F) {
 	}
 	addMalformed(f, gossh.Marshal(exitSignalMsg{Signal: "TERM"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		w := wire{b: payload}
-		name := w.str()
-		w.boolean()
-		w.str()
-		w.str()
+		w := sshwire.NewReader(payload)
+		name := w.Str()
+		w.Bool()
+		w.Str()
+		w.Str()
 		safe := name != "" && len(name) <= maxSignalName
 		for _, c := range name {
 			if !strings.ContainsRune("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@._-", c) {
@@ -208,8 +170,8 @@ func FuzzExitSignal(f *testing.F) {
 			}
 		}
 		got, err := decodeExitSignal(payload)
-		if (err == nil) != (w.ok() && safe) {
-			t.Fatalf("exit-signal %q: err %v, want accepted %v", payload, err, w.ok() && safe)
+		if (err == nil) != (w.OK() && safe) {
+			t.Fatalf("exit-signal %q: err %v, want accepted %v", payload, err, w.OK() && safe)
 		}
 		if err == nil && got != name {
 			t.Fatalf("exit-signal %q decoded as %q", payload, got)
@@ -232,14 +194,14 @@ func FuzzForwardTarget(f *testing.F) {
 		f.Add(true, p)
 	}
 	f.Fuzz(func(t *testing.T, streamlocal bool, extra []byte) {
-		w := wire{b: extra}
+		w := sshwire.NewReader(extra)
 		var typ, want string
 		if streamlocal {
 			typ = "direct-streamlocal@openssh.com"
-			path := w.str()
-			w.str()
-			w.u32()
-			if w.ok() && path != "" && !strings.Contains(path, "\x00") {
+			path := w.Str()
+			w.Str()
+			w.U32()
+			if w.OK() && path != "" && !strings.Contains(path, "\x00") {
 				want = path
 			}
 			if _, err := decodeDirectStreamLocal(extra); (err == nil) != (want != "") {
@@ -247,10 +209,10 @@ func FuzzForwardTarget(f *testing.F) {
 			}
 		} else {
 			typ = "direct-tcpip"
-			host, port := w.str(), w.u32()
-			w.str()
-			op := w.u32()
-			if w.ok() && port <= 65535 && op <= 65535 {
+			host, port := w.Str(), w.U32()
+			w.Str()
+			op := w.U32()
+			if w.OK() && port <= 65535 && op <= 65535 {
 				want = net.JoinHostPort(host, strconv.Itoa(int(port)))
 			}
 		}
@@ -281,19 +243,19 @@ func FuzzAgentChannel(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, sel uint8, extra []byte) {
 		typ := types[int(sel)%len(types)]
-		w := wire{b: extra}
+		w := sshwire.NewReader(extra)
 		var want bool
 		switch typ {
 		case "forwarded-tcpip":
-			w.str()
-			port := w.u32()
-			w.str()
-			op := w.u32()
-			want = w.ok() && port <= 65535 && op <= 65535
+			w.Str()
+			port := w.U32()
+			w.Str()
+			op := w.U32()
+			want = w.OK() && port <= 65535 && op <= 65535
 		case "forwarded-streamlocal@openssh.com":
-			path := w.str()
-			w.str()
-			want = w.ok() && path != "" && !strings.Contains(path, "\x00")
+			path := w.Str()
+			w.Str()
+			want = w.OK() && path != "" && !strings.Contains(path, "\x00")
 		case "auth-agent@openssh.com":
 			want = len(extra) == 0
 		}
