@@ -30,13 +30,8 @@ func TestDaemonConnectionsKilledAndRevoked(t *testing.T) {
 	agentBin := testenv.AgentBinary(t)
 	docker := testenv.Docker(t)
 	dir := testenv.ShortTempDir(t)
-	bin := filepath.Join(dir, "sygaldry-gateway")
-	sygctl := filepath.Join(dir, "sygctl")
-	for out, pkg := range map[string]string{bin: ".", sygctl: "../sygctl"} {
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", pkg, err, b)
-		}
-	}
+	bin := testenv.Binary(t, "./cmd/gateway", "sygaldry-gateway")
+	sygctl := testenv.Binary(t, "./cmd/sygctl", "sygctl")
 	alice := sshtest.NewKey(t, dir, "alice")
 	bob := sshtest.NewKey(t, dir, "bob")
 	bobNext := sshtest.NewKey(t, dir, "bob-next")

@@ -23,13 +23,8 @@ import (
 // container.
 func TestDaemonWithoutGPUs(t *testing.T) {
 	dir := testenv.ShortTempDir(t)
-	bin := filepath.Join(dir, "sygaldry-gateway")
-	sygctl := filepath.Join(dir, "sygctl")
-	for out, pkg := range map[string]string{bin: ".", sygctl: "../sygctl"} {
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", pkg, err, b)
-		}
-	}
+	bin := testenv.Binary(t, "./cmd/gateway", "sygaldry-gateway")
+	sygctl := testenv.Binary(t, "./cmd/sygctl", "sygctl")
 	agent := filepath.Join(dir, "sygaldry-agent") // only looked at, never run here
 	if err := os.WriteFile(agent, []byte("#!/bin/false\n"), 0o755); err != nil {
 		t.Fatal(err)

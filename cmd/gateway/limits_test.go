@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -25,10 +24,7 @@ func TestReloadUpdatesContainerLimits(t *testing.T) {
 	agentBin := testenv.AgentBinary(t)
 	docker := testenv.Docker(t)
 	dir := testenv.ShortTempDir(t)
-	bin := filepath.Join(dir, "sygaldry-gateway")
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, b)
-	}
+	bin := testenv.Binary(t, "./cmd/gateway", "sygaldry-gateway")
 	alice := sshtest.NewKey(t, dir, "alice")
 	project := testenv.UniqueName("l")
 	port := freePort(t)

@@ -27,10 +27,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // is started.
 func TestBadConfigNamesFileAndLine(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sygaldry-gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testenv.Binary(t, "./cmd/gateway", "sygaldry-gateway")
 	cfg := filepath.Join(dir, "gw.toml")
 	os.WriteFile(cfg, []byte("[server]\nlisten = \"127.0.0.1:0\"\n\n[projects.zephyr]\nmembers = []\nimagee = \"x\"\n"), 0o644)
 	out, err := exec.Command(bin, "--config", cfg).CombinedOutput()
@@ -61,13 +58,8 @@ func TestDaemonEndToEnd(t *testing.T) {
 	agentBin := testenv.AgentBinary(t)
 	docker := testenv.Docker(t)
 	dir := testenv.ShortTempDir(t)
-	bin := filepath.Join(dir, "sygaldry-gateway")
-	sygctl := filepath.Join(dir, "sygctl")
-	for out, pkg := range map[string]string{bin: ".", sygctl: "../sygctl"} {
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", pkg, err, b)
-		}
-	}
+	bin := testenv.Binary(t, "./cmd/gateway", "sygaldry-gateway")
+	sygctl := testenv.Binary(t, "./cmd/sygctl", "sygctl")
 	alice := sshtest.NewKey(t, dir, "alice")
 	bob := sshtest.NewKey(t, dir, "bob")
 	project := testenv.UniqueName("d")

@@ -74,32 +74,43 @@ func Image(t testing.TB) string {
 	return BaseImage
 }
 
-var agentOnce struct {
+var built struct {
 	sync.Mutex
-	path string
+	paths map[string]string // package -> binary
 }
 
 // AgentBinary builds the static sygaldry-agent once per test binary and
 // returns its path.
 func AgentBinary(t testing.TB) string {
 	t.Helper()
-	agentOnce.Lock()
-	defer agentOnce.Unlock()
-	if agentOnce.path != "" {
-		return agentOnce.path
+	return Binary(t, "./cmd/agent", "sygaldry-agent", "CGO_ENABLED=0")
+}
+
+// Binary builds the command in pkg (relative to the repository root, e.g.
+// "./cmd/gateway") as name, once per test binary, and returns its path. env
+// is added to the build's environment.
+func Binary(t testing.TB, pkg, name string, env ...string) string {
+	t.Helper()
+	built.Lock()
+	defer built.Unlock()
+	if p, ok := built.paths[pkg]; ok {
+		return p
 	}
-	dir, err := os.MkdirTemp("", "sygaldry-agent-bin")
+	dir, err := os.MkdirTemp("", name+"-bin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "sygaldry-agent")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", path, "./cmd/agent")
+	path := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", path, pkg)
 	cmd.Dir = RepoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build agent: %v\n%s", err, out)
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
 	}
-	agentOnce.path = path
+	if built.paths == nil {
+		built.paths = map[string]string{}
+	}
+	built.paths[pkg] = path
 	return path
 }
 
