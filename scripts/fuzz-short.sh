@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every `go test -fuzz` target of the module for a short while each
 # (FUZZTIME, default 20000 inputs): the payload decoders of the gateway and
-# the agent, the config parser and the name rules. `go test ./...` already
+# the agent, the GPU probe's reply (internal/gpuprobe), the config parser and
+# the name rules. `go test ./...` already
 # runs each target's seed corpus (f.Add and testdata/fuzz/); this explores
 # beyond it. A fuzzing run takes one target, so each package's instrumented
 # test binary is built once and run once per target.
