@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 // agentForward is the SSH_AUTH_SOCK of one session (auth-agent-req@openssh.com).
@@ -28,7 +29,7 @@ func (c *linkConn) startAgentForward(id uint64) (*agentForward, error) {
 		return nil, fmt.Errorf("agent socket dir: %w", err)
 	}
 	path := filepath.Join(dir, "agent."+strconv.FormatUint(id, 10))
-	ln, err := listenUnixMode(path, 0o600)
+	ln, err := listenUnixMode(path, syscall.SOCK_STREAM, 0o600)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("agent socket: %w", err)

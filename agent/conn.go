@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sygaldry/sygaldry/internal/fdpass"
 )
 
 // linkConn is one link connection from the gateway (the gateway opens one per
@@ -33,6 +35,9 @@ type linkConn struct {
 	channels int  // open channels, for Shutdown's idle check
 	ended    bool // the link is gone: forward requests that still arrive are refused
 	forwards map[string]*remoteForward
+	fds      *net.UnixConn // the gateway's descriptor connection (fdpass.go); nil: none
+
+	fdMu sync.Mutex // one message at a time on fds
 }
 
 func newLinkConn(s *Server, nc net.Conn) *linkConn {
@@ -96,6 +101,7 @@ func (c *linkConn) serve() {
 	// their accept loops end, then wait for every handler to finish.
 	c.cancel()
 	c.closeForwards()
+	c.closeFDs()
 	sc.Close()
 	c.wg.Wait()
 	c.log.Info("link closed", "channels", nchan, "duration", time.Since(start).Round(time.Millisecond))
@@ -145,6 +151,8 @@ func (c *linkConn) handleGlobalRequests(reqs <-chan *ssh.Request) {
 			ok = c.streamLocalForward(req.Payload)
 		case "cancel-streamlocal-forward@openssh.com":
 			ok = c.cancelStreamLocalForward(req.Payload)
+		case fdpass.BindRequest:
+			ok = c.bindFDs(req.Payload) // fdpass.go
 		default:
 			// keepalive@openssh.com and the rest: any reply resets the
 			// client's keepalive counter, and false is what sshd sends.

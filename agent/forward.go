@@ -252,10 +252,10 @@ func (c *linkConn) cancelStreamLocalForward(payload []byte) bool {
 // StreamLocalBindMask 0177. A stale socket (nobody answers) is replaced, as
 // after a client that died without cancelling; a live one is left alone.
 func listenUnixForward(path string) (net.Listener, error) {
-	ln, err := listenUnixMode(path, 0o600)
+	ln, err := listenUnixMode(path, syscall.SOCK_STREAM, 0o600)
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) && isStaleSocket(path) {
 		os.Remove(path)
-		ln, err = listenUnixMode(path, 0o600)
+		ln, err = listenUnixMode(path, syscall.SOCK_STREAM, 0o600)
 	}
 	if err != nil {
 		return nil, err

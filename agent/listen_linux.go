@@ -17,6 +17,16 @@ import (
 // previous run (container restart) is removed first; any other kind of file
 // is an error rather than something to delete.
 func ListenUnix(path string) (*net.UnixListener, error) {
+	return listenFresh(path, unix.SOCK_STREAM)
+}
+
+// ListenUnixPacket is ListenUnix for the descriptor socket (SOCK_SEQPACKET,
+// internal/fdpass).
+func ListenUnixPacket(path string) (*net.UnixListener, error) {
+	return listenFresh(path, unix.SOCK_SEQPACKET)
+}
+
+func listenFresh(path string, sotype int) (*net.UnixListener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&fs.ModeSocket == 0 {
 			return nil, fmt.Errorf("listen on %s: exists and is not a socket", path)
@@ -27,7 +37,7 @@ func ListenUnix(path string) (*net.UnixListener, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	ln, err := listenUnixMode(path, 0o600)
+	ln, err := listenUnixMode(path, sotype, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
@@ -39,8 +49,8 @@ func ListenUnix(path string) (*net.UnixListener, error) {
 // socket's own inode, which fchmod sets before bind — so there is no window
 // with a wider mode, and unlike umask it does not race with other goroutines
 // creating files.
-func listenUnixMode(path string, mode uint32) (*net.UnixListener, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+func listenUnixMode(path string, sotype int, mode uint32) (*net.UnixListener, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, sotype|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}

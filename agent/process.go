@@ -23,6 +23,9 @@ type process struct {
 	stdout, stderr *os.File
 	// With a pty: stdin, stdout and stderr are all the terminal.
 	pty *ptyDevice
+	// offloaded: the parent ends were handed to the gateway (fdpass.go);
+	// the agent holds none of them.
+	offloaded bool
 }
 
 // exitStatus is how a session's process ended.

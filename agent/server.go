@@ -74,6 +74,10 @@ type Server struct {
 	DialTimeout time.Duration
 	// HandshakeTimeout bounds the SSH handshake of a link connection. Zero: 30s.
 	HandshakeTimeout time.Duration
+	// Self is the agent binary, started as `Self sftp-server` for the sftp
+	// subsystem when the gateway takes the session's descriptors
+	// (fdpass.go). Empty: sftp runs in the agent, over the link.
+	Self string
 	// GatewayPorts lets tcpip-forward bind the address the client asks for
 	// (sshd's "GatewayPorts clientspecified"). False, sshd's default: always
 	// bind loopback, so a forward is never exposed to the container network.
@@ -85,6 +89,8 @@ type Server struct {
 	acct     account
 	baseEnv  []string
 	nextID   atomic.Uint64
+
+	fds fdConns // descriptor connections waiting for their link (fdpass.go)
 
 	mu        sync.Mutex
 	closing   bool // set by Shutdown/Close; no new listeners, conns or channels

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sygaldry/sygaldry/internal/fdpass"
 )
 
 // session is one "session" channel (RFC 4254 §6): requests before the
@@ -33,6 +35,7 @@ type session struct {
 	pty     *ptyDevice
 	term    string
 	agent   *agentForward
+	fdID    uint64 // the gateway's descriptor id (fdpass.go); 0: the link carries the bytes
 	kind    string // "shell", "exec" or "subsystem" once started
 	command string
 	proc    *process
@@ -138,6 +141,13 @@ func (s *session) handle(req *ssh.Request) (bool, func()) {
 			return false, nil
 		}
 		return true, nil
+	case fdpass.IDRequest:
+		id, err := decodeFDID(req.Payload)
+		if s.kind != "" || s.fdID != 0 || err != nil || !s.c.hasFDs() {
+			return false, nil
+		}
+		s.fdID = id
+		return true, nil
 	case "auth-agent-req@openssh.com":
 		if s.kind != "" || s.agent != nil || decodeAuthAgentReq(req.Payload) != nil {
 			return false, nil
@@ -223,6 +233,9 @@ func (s *session) startProcess(kind, command string) (bool, func()) {
 	}
 	s.kind, s.command, s.proc = kind, command, p
 	s.runDone = make(chan struct{})
+	if s.offload(p) { // fdpass.go: before the reply, so the gateway finds them
+		return true, func() { s.awaitProcess(p) }
+	}
 	return true, func() { s.runProcess(p) }
 }
 
@@ -303,6 +316,16 @@ func (s *session) runProcess(p *process) {
 	// ends when the peer's close makes the channel read return EOF.
 	p.closeInput()
 	input.Wait()
+}
+
+// awaitProcess ends an offloaded session: the gateway copies the bytes and
+// holds exit-status until it drained the output, so the agent only reaps
+// the process and reports how it ended.
+func (s *session) awaitProcess(p *process) {
+	defer close(s.runDone)
+	p.wait()
+	s.exit = p.status
+	s.sendExit(p.status)
 }
 
 // copyOutput copies one output stream to the channel. If the channel is

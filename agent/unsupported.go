@@ -41,7 +41,7 @@ type ptyDevice struct {
 	name   string
 }
 
-func listenUnixMode(path string, mode uint32) (*net.UnixListener, error) {
+func listenUnixMode(path string, sotype int, mode uint32) (*net.UnixListener, error) {
 	return nil, errUnsupported
 }
 
@@ -55,3 +55,6 @@ func (d *ptyDevice) close()                                                  {}
 func startProcess(*exec.Cmd, *ptyDevice) (*process, error) { return nil, errUnsupported }
 
 func (p *process) signalGroup(sig syscall.Signal) error { return syscall.Kill(-p.pid, sig) }
+
+// ListenUnixPacket is unsupported off Linux.
+func ListenUnixPacket(path string) (*net.UnixListener, error) { return nil, errUnsupported }

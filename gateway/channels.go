@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/sygaldry/sygaldry/internal/fdpass"
 	"github.com/sygaldry/sygaldry/sessions"
 )
 
@@ -90,6 +92,19 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 		refuseAll(ch, queued)
 		return
 	}
+	// Ask the agent for the process's descriptors (offload.go): the bytes
+	// then skip the link's second crypto hop.
+	var off *offload
+	if fds := st.linkFDs(); fds != nil {
+		id := fds.Reserve()
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], id)
+		if ok, err := ach.SendRequest(fdpass.IDRequest, true, b[:]); ok && err == nil {
+			off = newOffload(fds, id, st.log.With("container", t.Name))
+		} else {
+			fds.Forget(id)
+		}
+	}
 	// What sshd puts in every session's environment (the agent adds USER,
 	// HOME, SHELL, ...). Sent before any client request, so before exec.
 	user, project := st.identity()
@@ -107,6 +122,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	st.proxy("session", ch, queued, ach, areqs, t, func(p *pipe, sess *sessions.Session) {
 		p.session = true
 		p.linkLost = linkDone
+		p.off = off
 		caps := &sessionLimits{} // limits.go
 		p.onRequest = func(req *gossh.Request) bool {
 			ok := st.permitSessionRequest(ach, req) && observeRequest(st, sess, accept, req) && caps.allow(st, req)

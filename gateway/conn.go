@@ -39,6 +39,7 @@ type connState struct {
 	mu       sync.Mutex
 	linking  chan struct{} // non-nil while a link is being made
 	link     *gossh.Client
+	fds      *link.FDs // the agent's descriptor socket; nil: the link carries the bytes
 	target   Target
 	acquired bool
 	linkDone chan struct{} // closed when the link connection ends
@@ -169,11 +170,14 @@ func (st *connState) run() {
 	st.s.Metrics.authDelta(-1)
 	st.chans.Wait()
 	st.mu.Lock()
-	l, target, acquired := st.link, st.target, st.acquired
-	st.link, st.acquired = nil, false
+	l, fds, target, acquired := st.link, st.fds, st.target, st.acquired
+	st.link, st.fds, st.acquired = nil, nil, false
 	st.mu.Unlock()
 	if l != nil {
 		l.Close()
+	}
+	if fds != nil {
+		fds.Close()
 	}
 	if acquired {
 		st.s.Containers.Release(target.Name)
@@ -253,18 +257,21 @@ func (st *connState) getLink(ctx context.Context, progress io.Writer) (*gossh.Cl
 		st.linking = done
 		st.mu.Unlock()
 
-		l, t, err := st.dial(ctx, progress)
+		l, fds, t, err := st.dial(ctx, progress)
 
 		st.mu.Lock()
 		st.linking = nil
 		if err == nil {
-			st.link, st.target = l, t
+			st.link, st.fds, st.target = l, fds, t
 			st.linkDone = make(chan struct{})
 			linkDone := st.linkDone
 			go func() {
 				defer st.recoverPanic("link")
 				defer close(linkDone)
 				l.Wait()
+				if fds != nil {
+					fds.Close()
+				}
 			}()
 			if e := st.entry.Load(); e != nil {
 				e.SetContainer(t.Name)
@@ -278,16 +285,23 @@ func (st *connState) getLink(ctx context.Context, progress io.Writer) (*gossh.Cl
 	}
 }
 
+// linkFDs is the link's descriptor socket, nil when there is none.
+func (st *connState) linkFDs() *link.FDs {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.fds
+}
+
 // dial ensures the container, holds a reference on it for the connection's
 // life, and connects to its agent.
-func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Client, Target, error) {
+func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Client, *link.FDs, Target, error) {
 	user, project := st.identity()
 	if user == "" {
-		return nil, Target{}, errorf("not authenticated")
+		return nil, nil, Target{}, errorf("not authenticated")
 	}
 	p, ok := st.s.conf().Project(project)
 	if !ok {
-		return nil, Target{}, errorf("project %q is no longer configured", project)
+		return nil, nil, Target{}, errorf("project %q is no longer configured", project)
 	}
 	start := time.Now()
 	t, err := st.s.Containers.Ensure(ctx, p, user, progress)
@@ -298,7 +312,7 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 		if msg == "" {
 			msg = "your container could not be started; the administrator can find the details in the gateway log"
 		}
-		return nil, Target{}, UserError(msg, err)
+		return nil, nil, Target{}, UserError(msg, err)
 	}
 	st.mu.Lock()
 	if !st.acquired {
@@ -314,17 +328,40 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 		// to another container's agent, a socket of another process): the
 		// admin gets the details, the user one line, the socket nothing.
 		st.log.Error("agent socket failed verification; nothing was sent to it", "user", user, "project", project, "container", t.Name, "err", err)
-		return nil, Target{}, errorf("the agent of your %s container could not be verified, so nothing was sent to it; the administrator can find the details in the gateway log", project)
+		return nil, nil, Target{}, errorf("the agent of your %s container could not be verified, so nothing was sent to it; the administrator can find the details in the gateway log", project)
 	}
 	if err != nil {
 		st.log.Error("link to agent", "container", t.Name, "err", err)
-		return nil, Target{}, errorf("the %s container does not answer; try again, or ask an admin to check `sygctl containers`", project)
+		return nil, nil, Target{}, errorf("the %s container does not answer; try again, or ask an admin to check `sygctl containers`", project)
 	}
+	fds := st.dialFDs(dctx, l, t)
 	for _, typ := range []string{"forwarded-tcpip", "forwarded-streamlocal@openssh.com", "auth-agent@openssh.com"} {
 		go st.serveAgentChannels(typ, l.HandleChannelOpen(typ), t)
 	}
-	st.log.Debug("link up", "container", t.Name)
-	return l, t, nil
+	st.log.Debug("link up", "container", t.Name, "descriptors", fds != nil)
+	return l, fds, t, nil
+}
+
+// dialFDs opens the agent's descriptor socket, so sessions and forwards
+// skip the link's second crypto hop (internal/fdpass). Without it (an agent
+// older than the protocol, or a socket that fails verification) the link
+// carries the bytes, as before; the user notices nothing but speed.
+func (st *connState) dialFDs(ctx context.Context, l *gossh.Client, t Target) *link.FDs {
+	if st.s.NoFDPass {
+		return nil
+	}
+	fds, err := link.DialFDs(ctx, t.SocketPath, t.Peer, l, st.log.With("container", t.Name))
+	switch {
+	case err == nil:
+		return fds
+	case errors.Is(err, link.ErrNoFDs):
+		st.log.Debug("agent passes no descriptors; the link carries the bytes", "container", t.Name)
+	case errors.Is(err, link.ErrUntrusted):
+		st.log.Error("descriptor socket failed verification; nothing was taken from it, the link carries the bytes", "container", t.Name, "err", err)
+	default:
+		st.log.Warn("descriptor socket unusable; the link carries the bytes", "container", t.Name, "err", err)
+	}
+	return nil
 }
 
 // serveAgentChannels joins channels the agent opens (remote forwards,

@@ -42,6 +42,10 @@ type pipe struct {
 	bytesIn, bytesOut atomic.Int64 // client→agent, agent→client
 	activity          func()       // called on traffic; may be nil
 
+	// off is set when the agent hands the session's descriptors over
+	// (offload.go); nil: the link carries the bytes.
+	off *offload
+
 	// panicked gets a panic recovered in one of the pipe's goroutines (it
 	// ends the connection); nil: the panic goes on.
 	panicked func(where string, v any)
@@ -60,6 +64,13 @@ func (p *pipe) run(ctx context.Context) {
 
 	// agent → client: stdout and stderr, to the end.
 	var outWG sync.WaitGroup
+	if p.off != nil {
+		// The descriptors' own output copies join outWG once they arrive
+		// (offload.go); until then, or until it is clear none will, the
+		// output is not done.
+		outWG.Add(1)
+		p.off.start(p, &outWG)
+	}
 	outWG.Add(2)
 	go func() {
 		defer outWG.Done()
@@ -82,10 +93,14 @@ func (p *pipe) run(ctx context.Context) {
 		}
 	}()
 
-	// client → agent: stdin until the client's EOF, then half-close.
+	// client → agent: stdin until the client's EOF, then half-close. With
+	// descriptors, stdin goes to the process's stdin or terminal instead.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		if p.off != nil && p.off.input(p) {
+			return
+		}
 		p.copy(p.agent, p.client, &p.bytesIn)
 		p.agent.CloseWrite()
 	}()
@@ -99,6 +114,9 @@ func (p *pipe) run(ctx context.Context) {
 		defer wg.Done()
 		defer close(clientGone)
 		defer p.recoverPanic("client requests")
+		if p.off != nil {
+			defer p.off.settle(nil, 0) // no start came: no descriptors
+		}
 		for req := range p.clientReqs {
 			p.point("client-request")
 			if p.onRequest != nil && !p.onRequest(req) {
@@ -107,10 +125,21 @@ func (p *pipe) run(ctx context.Context) {
 				}
 				continue
 			}
+			if p.off != nil && p.off.local(req) { // window-change on our pty master
+				continue
+			}
 			ok, err := p.agent.SendRequest(req.Type, req.WantReply, req.Payload)
+			if p.off != nil && ok && err == nil {
+				p.off.started(ctx, req.Type) // collects the process's descriptors
+			}
 			if req.WantReply {
 				req.Reply(ok && err == nil, nil)
 			}
+		}
+		if p.off != nil {
+			// The client closed the channel: hang the process up the way
+			// sshd does, by closing its stdio, before the agent signals it.
+			p.off.close()
 		}
 		p.agent.Close()
 	}()
@@ -127,6 +156,9 @@ func (p *pipe) run(ctx context.Context) {
 			switch req.Type {
 			case "exit-status", "exit-signal":
 				exited = true
+				if p.off != nil {
+					p.off.exited() // a pty drains for a moment, then stops
+				}
 				<-outDone
 				if p.onExit != nil {
 					p.onExit(req.Type, req.Payload)
@@ -138,6 +170,10 @@ func (p *pipe) run(ctx context.Context) {
 			}
 		}
 		// The agent closed its side: everything it sent has been queued.
+		if p.off != nil {
+			p.off.settle(nil, 0)
+			p.off.exited()
+		}
 		<-outDone
 		if p.session && !exited && p.linkLost != nil {
 			select {
@@ -159,6 +195,9 @@ func (p *pipe) run(ctx context.Context) {
 				io.WriteString(p.client.Stderr(), "\r\nsygaldry: "+msg+"\r\n")
 			}
 		}
+		if p.off != nil {
+			p.off.close()
+		}
 		p.agent.Close()
 		p.client.Close()
 	}
@@ -169,6 +208,9 @@ func (p *pipe) run(ctx context.Context) {
 	p.client.Close()
 	<-clientGone
 	p.agent.Close()
+	if p.off != nil {
+		p.off.close()
+	}
 	wg.Wait()
 }
 

@@ -77,6 +77,9 @@ type Server struct {
 	Sessions   *sessions.Registry // nil: a registry without history
 	Logger     *slog.Logger       // nil: slog.Default()
 	Metrics    *Metrics           // nil: no metrics
+	// NoFDPass keeps the bytes on the link instead of taking the agent's
+	// descriptors (internal/fdpass); for comparisons and tests.
+	NoFDPass bool
 
 	// HostSigners are the host keys; empty: loaded or generated in
 	// Config.Server.StateDir by Serve.

@@ -67,7 +67,7 @@ func Dial(ctx context.Context, socketPath string, want Peer) (*gossh.Client, err
 	if want.PidNS.zero() {
 		return nil, fmt.Errorf("%w: no pid namespace to check the peer of %s against", ErrUntrusted, socketPath)
 	}
-	c, err := dialVerified(ctx, socketPath, want)
+	c, err := dialVerified(ctx, "unix", socketPath, want)
 	if err != nil {
 		return nil, err
 	}

@@ -31,9 +31,10 @@ func PidNSOf(pid int) (NS, error) {
 	return NS{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
-// dialVerified connects to the socket at path without following a symlink
+// dialVerified connects (network "unix" or "unixpacket") to the socket at
+// path without following a symlink
 // and checks that the process listening on it is in want's pid namespace.
-func dialVerified(ctx context.Context, path string, want Peer) (net.Conn, error) {
+func dialVerified(ctx context.Context, network, path string, want Peer) (net.Conn, error) {
 	f, err := openSocket(path)
 	if err != nil {
 		return nil, err
@@ -43,7 +44,7 @@ func dialVerified(ctx context.Context, path string, want Peer) (net.Conn, error)
 	// that was checked: a rename or a new symlink after openSocket cannot
 	// redirect it.
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", "/proc/self/fd/"+strconv.Itoa(int(f.Fd())))
+	c, err := d.DialContext(ctx, network, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNotReady, path, err)
 	}

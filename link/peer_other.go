@@ -21,6 +21,6 @@ var errUnsupported = errors.New("the agent link needs Linux")
 // PidNSOf is Linux-only.
 func PidNSOf(int) (NS, error) { return NS{}, errUnsupported }
 
-func dialVerified(context.Context, string, Peer) (net.Conn, error) {
+func dialVerified(context.Context, string, string, Peer) (net.Conn, error) {
 	return nil, fmt.Errorf("%w: %v", ErrUntrusted, errUnsupported)
 }

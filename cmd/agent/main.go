@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"time"
@@ -30,6 +31,7 @@ var version = "dev"
 
 const usage = `usage:
   sygaldry-agent serve [--listen PATH] [--host-key FILE] [--log-level LEVEL] [--shutdown-timeout DURATION]
+  sygaldry-agent sftp-server   (started by the agent itself: the sftp subsystem on stdin/stdout)
   sygaldry-agent version
 `
 
@@ -45,6 +47,14 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	switch argv[1] {
 	case "serve":
 		return serve(argv, stderr)
+	case "sftp-server":
+		// The agent starts this for the sftp subsystem and hands its pipes
+		// to the gateway (internal/fdpass); it serves the working directory.
+		if err := agent.ServeSFTP(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(stderr, "sygaldry-agent sftp-server: %v\n", err)
+			return 1
+		}
+		return 0
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sygaldry-agent %s (%s)\n", version, runtime.Version())
 		return 0
@@ -98,11 +108,29 @@ func serve(argv []string, stderr io.Writer) int {
 		log.Error("agent cannot listen", "err", err)
 		return 1
 	}
-	srv := &agent.Server{Logger: log, HostKey: signer}
+	// The descriptor socket (internal/fdpass) lives next to the link socket.
+	// Without it the gateway falls back to carrying the bytes on the link.
+	fdln, err := agent.ListenUnixPacket(filepath.Join(filepath.Dir(*listen), "fd.sock"))
+	if err != nil {
+		log.Warn("agent cannot listen for descriptor connections; sessions go through the link", "err", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		log.Warn("agent cannot find its own binary; sftp runs in the agent, over the link", "err", err)
+		self = ""
+	}
+	srv := &agent.Server{Logger: log, HostKey: signer, Self: self}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if fdln != nil {
+		go func() {
+			if err := srv.ServeFDs(fdln); err != nil && !errors.Is(err, agent.ErrServerClosed) {
+				log.Warn("descriptor socket stopped; new sessions go through the link", "err", err)
+			}
+		}()
+	}
 
 	select {
 	case err := <-errc:

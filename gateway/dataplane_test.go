@@ -1,0 +1,271 @@
+package gateway_test
+
+// The Docker-free tier of the data plane: a real gateway and the real
+// OpenSSH client, with the agent in this process on a temporary socket
+// instead of in a container. Every test runs twice: with the agent's
+// descriptors handed to the gateway (internal/fdpass, the default) and with
+// the bytes on the link (Server.NoFDPass, what an older agent gives).
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sygaldry/sygaldry/agent"
+	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/gateway"
+	"github.com/sygaldry/sygaldry/internal/sshtest"
+	"github.com/sygaldry/sygaldry/internal/testenv"
+	"github.com/sygaldry/sygaldry/link"
+)
+
+// inprocContainers hands every login the one in-process agent.
+type inprocContainers struct{ target gateway.Target }
+
+func (c inprocContainers) Ensure(context.Context, config.Resolved, string, io.Writer) (gateway.Target, error) {
+	return c.target, nil
+}
+func (inprocContainers) Acquire(string) {}
+func (inprocContainers) Release(string) {}
+
+// lockedBuffer is a log sink read while it is written.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type inproc struct {
+	client   sshtest.Client
+	home     string       // the agent's $HOME
+	agentLog *lockedBuffer // what the agent logged
+}
+
+// newInproc serves a gateway whose one project lands in an agent running in
+// this process. fdpass: whether the gateway takes the agent's descriptors.
+func newInproc(t *testing.T, fdpass bool) *inproc {
+	t.Helper()
+	dir := testenv.ShortTempDir(t)
+	home := filepath.Join(dir, "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, link.SocketName)
+	ln, err := agent.ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fdln, err := agent.ListenUnixPacket(filepath.Join(dir, link.FDSocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alog := &lockedBuffer{}
+	srv := &agent.Server{
+		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(alog, testenv.LogWriter(t)), nil)),
+		Home:   home,
+		Shell:  "/bin/sh",
+		Self:   testenv.AgentBinary(t),
+	}
+	go srv.Serve(ln)
+	go srv.ServeFDs(fdln)
+	t.Cleanup(func() { srv.Close() })
+
+	ns, err := link.PidNSOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := gateway.Target{Name: "inproc", SocketPath: sock, Peer: link.Peer{Container: "inproc", PidNS: ns}}
+	alice := sshtest.NewKey(t, dir, "alice")
+	cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf(`
+[server]
+state_dir = %q
+[projects.zephyr]
+members = ["alice"]
+[users.alice]
+keys = [%q]
+`, filepath.Join(dir, "state"), alice.Authorized)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := &gateway.Server{Config: cfg, Containers: inprocContainers{target}, NoFDPass: !fdpass,
+		Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gw.Serve(l)
+	t.Cleanup(func() { gw.Close() })
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return &inproc{
+		client:   sshtest.Client{Host: "127.0.0.1", Port: port, Login: "zephyr", Key: alice},
+		home:     home,
+		agentLog: alog,
+	}
+}
+
+// bothPaths runs f with descriptors passed and with the bytes on the link.
+func bothPaths(t *testing.T, f func(t *testing.T, w *inproc)) {
+	for _, fd := range []bool{true, false} {
+		name := "link"
+		if fd {
+			name = "fdpass"
+		}
+		t.Run(name, func(t *testing.T) { f(t, newInproc(t, fd)) })
+	}
+}
+
+// agentClosed finds the bytes_out of every session the agent closed: what
+// crossed the link. With descriptors handed over it is 0.
+var agentClosed = regexp.MustCompile(`msg="channel closed".* type=session .*bytes_out=(\d+)`)
+
+func agentCarried(w *inproc) []string {
+	var out []string
+	for _, m := range agentClosed.FindAllStringSubmatch(w.agentLog.String(), -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// checkPath fails unless the bytes took the path the test asked for: none
+// through the agent with descriptors, some without.
+func checkPath(t *testing.T, w *inproc, fdpass bool) {
+	t.Helper()
+	var carried []string
+	deadline := time.Now().Add(5 * time.Second)
+	for len(carried) == 0 && time.Now().Before(deadline) {
+		carried = agentCarried(w)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(carried) == 0 {
+		t.Fatalf("the agent logged no closed session:\n%s", w.agentLog.String())
+	}
+	some := false
+	for _, n := range carried {
+		if fdpass && n != "0" {
+			t.Errorf("a session sent %s bytes over the link although the gateway holds its descriptors", n)
+		}
+		some = some || n != "0"
+	}
+	if !fdpass && !some {
+		t.Errorf("no session sent anything over the link although descriptors are off")
+	}
+}
+
+func TestDataPlaneExec(t *testing.T) {
+	bothPaths(t, func(t *testing.T, w *inproc) {
+		ctx := ctxT(t, time.Minute)
+		r := sshtest.Run(t, w.client.SSH(ctx, "echo out; echo err >&2; exit 7"), nil)
+		if r.Code != 7 || r.Stdout != "out\n" || r.Stderr != "err\n" {
+			t.Fatalf("exit %d, stdout %q, stderr %q; want 7, out, err", r.Code, r.Stdout, r.Stderr)
+		}
+		// Output written just before the exit is never cut off, and the
+		// exit status is never lost (the classic exit-status race).
+		want := strings.Repeat("0123456789abcdef", 2048)
+		for i := range 5 {
+			r := sshtest.Run(t, w.client.SSH(ctx, fmt.Sprintf("printf '%%s' %s; exit %d", want, i)), nil)
+			if r.Code != i || r.Stdout != want {
+				t.Fatalf("run %d: exit %d, %d bytes (want %d, %d)", i, r.Code, len(r.Stdout), i, len(want))
+			}
+		}
+		// A signal death is 128+N.
+		if r := sshtest.Run(t, w.client.SSH(ctx, "kill -TERM $$"), nil); r.Code != 143 {
+			t.Errorf("killed by SIGTERM: exit %d, want 143", r.Code)
+		}
+		checkPath(t, w, t.Name() == "TestDataPlaneExec/fdpass")
+	})
+}
+
+func TestDataPlaneStdin(t *testing.T) {
+	bothPaths(t, func(t *testing.T, w *inproc) {
+		ctx := ctxT(t, time.Minute)
+		data := make([]byte, 8<<20)
+		rand.Read(data)
+		sum := sha256.Sum256(data)
+		r := sshtest.Must(t, w.client.SSH(ctx, "sha256sum"), data)
+		if got := strings.Fields(r.Stdout); len(got) == 0 || got[0] != hex.EncodeToString(sum[:]) {
+			t.Fatalf("sha256 on the far side = %q, want %x", r.Stdout, sum)
+		}
+		// cat both ways: what goes in comes back, byte for byte.
+		r = sshtest.Must(t, w.client.SSH(ctx, "cat"), data)
+		if r.Stdout != string(data) {
+			t.Fatalf("cat returned %d bytes, want the %d sent", len(r.Stdout), len(data))
+		}
+		checkPath(t, w, strings.HasSuffix(t.Name(), "/fdpass"))
+	})
+}
+
+func TestDataPlanePTY(t *testing.T) {
+	bothPaths(t, func(t *testing.T, w *inproc) {
+		ctx := ctxT(t, time.Minute)
+		r := sshtest.Run(t, w.client.SSH(ctx, "-tt", "--", "tty; echo done; exit 3"), nil)
+		if r.Code != 3 || !strings.Contains(r.Stdout, "/dev/pts/") || !strings.Contains(r.Stdout, "done\r\n") {
+			t.Fatalf("exit %d, output %q; want 3, a /dev/pts name and done\\r\\n (the terminal's ONLCR)", r.Code, r.Stdout)
+		}
+		// A background job that keeps the terminal open does not hold the
+		// session once the command is done (the drain bound).
+		start := time.Now()
+		r = sshtest.Run(t, w.client.SSH(ctx, "-tt", "--", "setsid sleep 30 & echo bg"), nil)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "bg") {
+			t.Fatalf("exit %d, output %q", r.Code, r.Stdout)
+		}
+		if d := time.Since(start); d > 15*time.Second {
+			t.Errorf("the session waited %v for a background job", d)
+		}
+		checkPath(t, w, strings.HasSuffix(t.Name(), "/fdpass"))
+	})
+}
+
+func TestDataPlaneSFTP(t *testing.T) {
+	bothPaths(t, func(t *testing.T, w *inproc) {
+		ctx := ctxT(t, time.Minute)
+		local := t.TempDir()
+		data := make([]byte, 6<<20)
+		rand.Read(data)
+		if err := os.WriteFile(filepath.Join(local, "up.bin"), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sshtest.Must(t, w.client.SFTP(ctx, fmt.Sprintf("put %s/up.bin up.bin\nget up.bin %s/down.bin\n", local, local)), nil)
+		got, err := os.ReadFile(filepath.Join(w.home, "up.bin"))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("uploaded file: %d bytes, err %v; want the %d sent", len(got), err, len(data))
+		}
+		back, err := os.ReadFile(filepath.Join(local, "down.bin"))
+		if err != nil || !bytes.Equal(back, data) {
+			t.Fatalf("downloaded file: %d bytes, err %v", len(back), err)
+		}
+		// scp is sftp since OpenSSH 9; relative paths are $HOME's.
+		sshtest.Must(t, w.client.SCP(ctx, filepath.Join(local, "up.bin"), w.client.Target("scp.bin")), nil)
+		if got, err := os.ReadFile(filepath.Join(w.home, "scp.bin")); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("scp upload: %d bytes, err %v", len(got), err)
+		}
+		if strings.HasSuffix(t.Name(), "/fdpass") {
+			// sftp inside the agent writes to the channel itself and counts
+			// nothing, so only the descriptor side can be checked.
+			checkPath(t, w, true)
+		}
+	})
+}

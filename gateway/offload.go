@@ -1,0 +1,263 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
+
+	"github.com/sygaldry/sygaldry/internal/fdpass"
+	"github.com/sygaldry/sygaldry/link"
+)
+
+// offload is a session whose process's stdio the agent hands over
+// (internal/fdpass): the pipe copies between the client's channel and those
+// descriptors itself, so each byte is encrypted once, as under sshd. The
+// link channel still carries the requests, signals and the exit status;
+// the pipe's ordering (all output, then exit-*, then EOF, then CLOSE) holds
+// because the output copies below count in the pipe's outWG.
+type offload struct {
+	fds   *link.FDs
+	id    uint64
+	log   *slog.Logger
+	drain time.Duration // pty output after the exit, like the agent's PTYDrain
+
+	p     *pipe
+	outWG *sync.WaitGroup
+
+	settleOnce sync.Once
+	ready      chan struct{} // closed once it is known whether descriptors came
+
+	mu     sync.Mutex
+	files  []*os.File // stdin, stdout, stderr; or the pty master alone
+	pty    bool
+	closed bool
+
+	exitOnce sync.Once
+	exit     chan struct{} // closed when the agent reported the exit
+}
+
+// waitFDs bounds the wait for descriptors after the agent accepted a start.
+// They are sent before the agent's reply, so they are normally there at once.
+const waitFDs = 10 * time.Second
+
+// defaultPTYDrain is how long pty output still flows after the process
+// exited while a background job keeps the terminal open (agent.PTYDrain).
+const defaultPTYDrain = 100 * time.Millisecond
+
+func newOffload(fds *link.FDs, id uint64, log *slog.Logger) *offload {
+	return &offload{fds: fds, id: id, log: log, drain: defaultPTYDrain,
+		ready: make(chan struct{}), exit: make(chan struct{})}
+}
+
+// start binds o to its pipe; outWG already counts o's pending outputs.
+func (o *offload) start(p *pipe, outWG *sync.WaitGroup) {
+	o.p, o.outWG = p, outWG
+}
+
+// started collects the descriptors after the agent accepted a start
+// request (shell, exec, subsystem).
+func (o *offload) started(ctx context.Context, typ string) {
+	switch typ {
+	case "shell", "exec", "subsystem":
+	default:
+		return
+	}
+	select {
+	case <-o.ready:
+		return
+	default:
+	}
+	kind, files, err := o.fds.Wait(ctx, o.id, waitFDs, fdpass.Pipes, fdpass.PTY, fdpass.Declined)
+	if err != nil {
+		o.log.Warn("the agent did not hand over the session's descriptors", "err", err)
+		o.settle(nil, 0)
+		return
+	}
+	o.settle(files, kind)
+}
+
+// settle records what came (files nil: nothing, the link carries the
+// bytes) and starts the output copies. Only the first call counts; files of
+// a later one are closed.
+func (o *offload) settle(files []*os.File, kind fdpass.Kind) {
+	used := false
+	o.settleOnce.Do(func() {
+		used = true
+		o.mu.Lock()
+		if o.closed {
+			fdpass.CloseAll(files)
+			files = nil
+		}
+		if len(files) > 0 {
+			o.files, o.pty = files, kind == fdpass.PTY
+			o.outputs()
+		}
+		o.mu.Unlock()
+		o.outWG.Done()
+		close(o.ready)
+	})
+	if !used {
+		fdpass.CloseAll(files)
+	}
+}
+
+// outputs starts the copies from the process to the client; o.mu is held.
+func (o *offload) outputs() {
+	p := o.p
+	if o.pty {
+		o.outWG.Add(1)
+		go func() {
+			defer o.outWG.Done()
+			o.copyPTY(o.files[0])
+		}()
+		return
+	}
+	o.outWG.Add(2)
+	out, errOut := o.files[1], o.files[2]
+	go func() {
+		defer o.outWG.Done()
+		p.copy(p.client, out, &p.bytesOut)
+	}()
+	go func() {
+		defer o.outWG.Done()
+		p.copy(p.client.Stderr(), errOut, &p.bytesOut)
+	}()
+}
+
+// copyPTY forwards terminal output until the slave side is gone (EIO) or,
+// once the process exited, until nothing came for o.drain: a background job
+// (`setsid sleep 100 &`) may keep the terminal open, and the session must
+// end like under sshd anyway.
+func (o *offload) copyPTY(master *os.File) {
+	p := o.p
+	defer p.recoverPanic("pty output")
+	buf := make([]byte, 32<<10)
+	for {
+		select {
+		case <-o.exit:
+			master.SetReadDeadline(time.Now().Add(o.drain))
+		default:
+		}
+		n, err := master.Read(buf)
+		if n > 0 {
+			p.bytesOut.Add(int64(n))
+			if p.activity != nil {
+				p.activity()
+			}
+			if _, werr := p.client.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			select {
+			case <-o.exit:
+				return
+			default:
+			}
+		default: // EIO: no slave left; ErrClosed: hung up
+			return
+		}
+	}
+}
+
+// input copies the client's data to the process and reports true, or
+// reports false when no descriptors came (the link carries stdin).
+func (o *offload) input(p *pipe) bool {
+	<-o.ready
+	o.mu.Lock()
+	files, pty := o.files, o.pty
+	o.mu.Unlock()
+	if files == nil {
+		return false
+	}
+	if pty {
+		// A terminal has no half-close: at the client's EOF we stop
+		// writing, like sshd.
+		p.copy(files[0], p.client, &p.bytesIn)
+		return true
+	}
+	// Client EOF closes stdin, so cat, sort and sha256sum finish; the
+	// output keeps flowing (half-close).
+	p.copy(files[0], p.client, &p.bytesIn)
+	files[0].Close()
+	return true
+}
+
+// local handles a request the gateway answers itself: window-change on a
+// pty master it holds (the kernel sends SIGWINCH to the foreground job).
+func (o *offload) local(req *gossh.Request) bool {
+	if req.Type != "window-change" {
+		return false
+	}
+	select {
+	case <-o.ready:
+	default:
+		return false // not started: the agent still holds the terminal
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.pty || o.closed {
+		return false
+	}
+	ok := resizePTY(o.files[0], req.Payload) == nil
+	if req.WantReply {
+		req.Reply(ok, nil)
+	}
+	return true
+}
+
+// windowChangeMsg is the payload of window-change (RFC 4254 §6.7).
+type windowChangeMsg struct {
+	Cols, Rows, Width, Height uint32
+}
+
+func resizePTY(master *os.File, payload []byte) error {
+	var w windowChangeMsg
+	if err := unmarshal("window-change", payload, &w); err != nil {
+		return err
+	}
+	clamp := func(v uint32) uint16 { return uint16(min(v, 0xffff)) }
+	ws := &unix.Winsize{Row: clamp(w.Rows), Col: clamp(w.Cols), Xpixel: clamp(w.Width), Ypixel: clamp(w.Height)}
+	rc, err := master.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, ws) }); err != nil {
+		return err
+	}
+	return ierr
+}
+
+// exited marks the process's exit: a pty read that is blocked gets the
+// drain bound.
+func (o *offload) exited() {
+	o.exitOnce.Do(func() {
+		close(o.exit)
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.pty && !o.closed {
+			o.files[0].SetReadDeadline(time.Now().Add(o.drain))
+		}
+	})
+}
+
+// close releases the descriptors: for a client that went away this is the
+// hangup (pipe writers get EPIPE, a terminal is hung up), as under sshd.
+func (o *offload) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return
+	}
+	o.closed = true
+	fdpass.CloseAll(o.files)
+}
