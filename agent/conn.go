@@ -151,6 +151,8 @@ func (c *linkConn) handleGlobalRequests(reqs <-chan *ssh.Request) {
 			ok = c.streamLocalForward(req.Payload)
 		case "cancel-streamlocal-forward@openssh.com":
 			ok = c.cancelStreamLocalForward(req.Payload)
+		case gpuProbeRequest:
+			ok, payload = c.gpuProbe(req.Payload) // gpuprobe.go
 		case fdpass.BindRequest:
 			ok = c.bindFDs(req.Payload) // fdpass.go
 		default:
