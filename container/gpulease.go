@@ -76,6 +76,7 @@ func (m *Manager) releaseGPUs(name string) {
 	}
 	m.mu.Lock()
 	delete(m.idleSince, name)
+	delete(m.gpuLost, name) // stopped or removed: a start sets its devices up anew
 	m.mu.Unlock()
 }
 
@@ -221,10 +222,14 @@ type LeaseStatus struct {
 	Idle      string
 	InUse     bool      // a connection holds the container now
 	IdleSince time.Time // when its last use ended; zero while in use or when not known
+	// NVMLLost: the last probe found its GPU devices denied
+	// (gpuaccess.go); it is recreated when nobody is inside.
+	NVMLLost bool
 }
 
-// GPULeases lists the leases held now, by container name; nil without an
-// inventory.
+// GPULeases lists the leases held now, by container name, with what the
+// last GPU probe of each found; nil without an inventory. It asks nothing
+// of the engine or the agents (GPUHolders does).
 func (m *Manager) GPULeases() []LeaseStatus {
 	if m.leases == nil {
 		return nil
@@ -232,7 +237,7 @@ func (m *Manager) GPULeases() []LeaseStatus {
 	var out []LeaseStatus
 	for _, l := range m.leases.Leases() {
 		n, since := m.holderState(l.Container)
-		st := LeaseStatus{Lease: l, Idle: IdleWord(n, since, time.Now()), InUse: n > 0}
+		st := LeaseStatus{Lease: l, Idle: IdleWord(n, since, time.Now()), InUse: n > 0, NVMLLost: m.gpuAccessLost(l.Container, "")}
 		if n == 0 {
 			st.IdleSince = since
 		}

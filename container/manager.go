@@ -131,10 +131,14 @@ type Manager struct {
 	// an inventory. restored: they were read back from the engine once.
 	leases   *LeaseTable
 	restored atomic.Bool
+	// probe asks a running container's agent for its GPU devices
+	// (gpuaccess.go); nil: the real probe over the link.
+	probe gpuProber
 
 	mu        sync.Mutex
 	uses      map[string]*use
 	idleSince map[string]time.Time // when a container's last use ended, for refusal lines
+	gpuLost   map[string]gpuLost   // running containers whose last GPU probe was denied (gpuaccess.go)
 	closed    bool
 	wg        sync.WaitGroup // Ensure calls and idle stops in flight
 }
@@ -188,6 +192,7 @@ func newManager(api dockerAPI, closer io.Closer, opts Options) (*Manager, error)
 		log:       log.With("component", "container"),
 		uses:      map[string]*use{},
 		idleSince: map[string]time.Time{},
+		gpuLost:   map[string]gpuLost{},
 	}
 	if opts.GPUs != nil {
 		m.leases = NewLeaseTable(opts.MaxGPUsPerUser, m.idleWord)
@@ -307,24 +312,36 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 			return nil, err
 		}
 	}
-	if cur != nil && cur.hash != spec.Hash {
+	// A running container is recreated, once nobody is inside, when its
+	// configuration changed, when it lost its GPUs (gpuaccess.go), or when
+	// it was made before leases and so holds GPUs nobody granted.
+	lost := false
+	if cur != nil && cur.running() && m.leases != nil && cur.labels[LabelGPUs] != "" {
+		lost = m.checkGPUAccess(ctx, log, cur)
+	}
+	if stale := staleReason(cur, spec.Hash, leasing, lost); stale != nil {
 		switch {
 		case cur.running() && m.InUse(spec.Name) > 0:
-			log.Info("container spec changed; in use, keeping the old one until nobody is inside", "id", cur.id)
+			log.Info(stale.log+"; in use, keeping the old one until nobody is inside", "id", cur.id)
 		case cur.running() && len(m.userProcesses(ctx, cur.id)) > 0:
 			// Recreating would kill a job left running (nohup, tmux), as
 			// an idle stop would: wait until it is done.
-			log.Info("container spec changed; jobs still run in it, keeping it", "id", cur.id)
-			fmt.Fprintf(progress, "Container %s runs with an older configuration; it is recreated once no job runs in it.\n", spec.Name)
+			log.Info(stale.log+"; jobs still run in it, keeping it", "id", cur.id)
+			fmt.Fprintf(progress, "Container %s %s; it is recreated once no job runs in it.\n", spec.Name, stale.user)
 		case cur.running() && m.opts.KeepRunning:
-			log.Info("container spec changed; running, keeping it", "id", cur.id)
-			fmt.Fprintf(progress, "Container %s runs with an older configuration; using it as it is (stop it to apply the change).\n", spec.Name)
+			log.Info(stale.log+"; running, keeping it", "id", cur.id)
+			fmt.Fprintf(progress, "Container %s %s; using it as it is (stop it to apply the change).\n", spec.Name, stale.user)
 		default:
-			log.Info("container spec changed; recreating", "id", cur.id, "old", cur.hash, "new", spec.Hash)
-			fmt.Fprintf(progress, "The configuration of %s changed; recreating it ...\n", spec.Name)
+			if stale == &staleConfig {
+				log.Info(stale.log+"; recreating", "id", cur.id, "old", cur.hash, "new", spec.Hash)
+			} else {
+				log.Info(stale.log+"; recreating", "id", cur.id)
+			}
+			fmt.Fprintln(progress, stale.recreating(spec.Name))
 			if err := m.remove(ctx, cur.id); err != nil {
 				return nil, err
 			}
+			m.forgetGPUAccess(spec.Name)
 			cur = nil
 		}
 	}
@@ -411,6 +428,7 @@ func (m *Manager) ensureLocked(ctx context.Context, log *slog.Logger, p config.R
 		spec.LinkDir, spec.SocketPath = cur.linkDir, cur.socketPath()
 		return m.waitReady(ctx, log, spec.Name, cur.id, spec.SocketPath, cur.agentKey)
 	case "created", "exited":
+		m.forgetGPUAccess(spec.Name) // a start sets its device cgroup up anew
 		if err := m.ensureNetwork(ctx, log, spec); err != nil {
 			m.releaseGPUs(spec.Name)
 			return nil, err
