@@ -51,16 +51,21 @@ type GPUHolder struct {
 	Container   string `json:"container"`
 	User        string `json:"user"`
 	Project     string `json:"project"`
-	Mode        string `json:"mode"` // "exclusive" or "shared"
+	Mode        string `json:"mode"` // "exclusive", "shared", or "unknown" for a container made before leases
 	InUse       bool   `json:"in_use"`
 	IdleSeconds *int64 `json:"idle_seconds,omitempty"`
+	// NVMLLost: the container can no longer open its GPUs (its device
+	// cgroup denies them, "Failed to initialize NVML: Unknown Error"); it
+	// is recreated when nobody is inside.
+	NVMLLost bool `json:"nvml_lost"`
 }
 
 // GPULeases is what the admin API needs from the container manager's GPU
 // lease table (adapted in package gateway).
 type GPULeases interface {
-	// GPULeases lists the leases held now, by container name.
-	GPULeases() []GPULease
+	// GPULeases lists the leases held now, by container name, after
+	// checking within ctx that each holder can still use its GPUs.
+	GPULeases(ctx context.Context) []GPULease
 }
 
 // GPULease is the GPUs one container holds and how the holder is doing.
@@ -72,6 +77,7 @@ type GPULease struct {
 	UUIDs     []string
 	InUse     bool
 	IdleSince time.Time // when its last connection ended; zero: not known
+	NVMLLost  bool      // its GPU devices are denied to it
 }
 
 // GPUProcess is a process using a GPU, with the container it runs in when
@@ -97,7 +103,7 @@ func (s *Server) serveGPUs(w http.ResponseWriter, r *http.Request) {
 	if rep.GPUs == nil {
 		rep.GPUs = []GPUInfo{}
 	}
-	holders := s.gpuHolders(time.Now())
+	holders := s.gpuHolders(ctx, time.Now())
 	rep.GPUs = slices.Clone(rep.GPUs) // the holders are ours to set, not the inventory's
 	for i := range rep.GPUs {
 		if rep.GPUs[i].Processes == nil {
@@ -113,13 +119,13 @@ func (s *Server) serveGPUs(w http.ResponseWriter, r *http.Request) {
 
 // gpuHolders maps GPU UUIDs to the containers leasing them; nil without a
 // lease table.
-func (s *Server) gpuHolders(now time.Time) map[string][]GPUHolder {
+func (s *Server) gpuHolders(ctx context.Context, now time.Time) map[string][]GPUHolder {
 	if s.Leases == nil {
 		return nil
 	}
 	out := map[string][]GPUHolder{}
-	for _, l := range s.Leases.GPULeases() {
-		h := GPUHolder{Container: l.Container, User: l.User, Project: l.Project, Mode: l.Mode, InUse: l.InUse}
+	for _, l := range s.Leases.GPULeases(ctx) {
+		h := GPUHolder{Container: l.Container, User: l.User, Project: l.Project, Mode: l.Mode, InUse: l.InUse, NVMLLost: l.NVMLLost}
 		if !l.InUse && !l.IdleSince.IsZero() {
 			sec := max(int64(now.Sub(l.IdleSince)/time.Second), 0)
 			h.IdleSeconds = &sec

@@ -47,17 +47,17 @@ func TestGPUWireTypesMatch(t *testing.T) {
 		Index: 1, UUID: "u", Name: "n", MemoryTotal: &u64, MemoryUsed: &u64, Utilization: &u32, Temperature: &u32,
 		MIGMode: "disabled", Health: "unhealthy", HealthReason: "XID 79", Unknown: []string{"x"},
 		Processes: []admin.GPUProcess{{PID: 1, UsedMemory: &u64, ContainerID: "c", Container: "n", Project: "p", User: "u"}},
-		Holders:   []admin.GPUHolder{{Container: "n", User: "u", Project: "p", Mode: "shared", InUse: true, IdleSeconds: &i64}},
+		Holders:   []admin.GPUHolder{{Container: "n", User: "u", Project: "p", Mode: "shared", InUse: true, IdleSeconds: &i64, NVMLLost: true}},
 	}}}
 	roundTrip(t, rep, &client.GPUReport{})
 }
 
 type fakeLeases []admin.GPULease
 
-func (f fakeLeases) GPULeases() []admin.GPULease { return f }
+func (f fakeLeases) GPULeases(context.Context) []admin.GPULease { return f }
 
-// Each GPU names the containers leasing it: in use, or idle for how long; a
-// free GPU has "holders": [].
+// Each GPU names the containers leasing it: in use, or idle for how long,
+// and whether it lost its GPUs (nvml_lost); a free GPU has "holders": [].
 func TestGPUsHolders(t *testing.T) {
 	e := start(t, nil)
 	e.srv.GPUs = fakeGPUs{admin.GPUReport{Available: true, GPUs: []admin.GPUInfo{
@@ -68,7 +68,7 @@ func TestGPUsHolders(t *testing.T) {
 	e.srv.Leases = fakeLeases{
 		{Container: "sygaldry-zephyr-bob", User: "bob", Project: "zephyr", Mode: "exclusive", UUIDs: []string{"GPU-0"}, IdleSince: time.Now().Add(-3 * time.Hour)},
 		{Container: "sygaldry-mist-alice", User: "alice", Project: "mist", Mode: "shared", UUIDs: []string{"GPU-1"}, InUse: true},
-		{Container: "sygaldry-mist-carol", User: "carol", Project: "mist", Mode: "shared", UUIDs: []string{"GPU-1"}},
+		{Container: "sygaldry-mist-carol", User: "carol", Project: "mist", Mode: "shared", UUIDs: []string{"GPU-1"}, NVMLLost: true},
 	}
 	code, b := rawBytes(t, e.sock, "GET", "/v1/gpus", "")
 	if code != 200 || !strings.Contains(string(b), `"holders":[]`) {
@@ -87,7 +87,7 @@ func TestGPUsHolders(t *testing.T) {
 	}
 	h1 := rep.GPUs[1].Holders
 	if len(h1) != 2 || h1[0].Container != "sygaldry-mist-alice" || !h1[0].InUse || h1[0].IdleSeconds != nil || h1[0].Mode != "shared" ||
-		h1[1].Container != "sygaldry-mist-carol" || h1[1].InUse || h1[1].IdleSeconds != nil {
+		h1[1].Container != "sygaldry-mist-carol" || h1[1].InUse || h1[1].IdleSeconds != nil || h1[0].NVMLLost || !h1[1].NVMLLost {
 		t.Errorf("GPU 1 holders = %+v", h1)
 	}
 	if len(rep.GPUs[2].Holders) != 0 {

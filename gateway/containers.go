@@ -25,6 +25,9 @@ func (c managerContainers) Ensure(ctx context.Context, p config.Resolved, user s
 func (c managerContainers) Acquire(name string) { c.m.Acquire(name) }
 func (c managerContainers) Release(name string) { c.m.Release(name) }
 
+// LoginNotice is the banner line of an interactive login (banner.go).
+func (c managerContainers) LoginNotice(name string) string { return c.m.LoginNotice(name) }
+
 // AdminContainers adapts the container manager to the admin API's listing.
 func AdminContainers(m *container.Manager) admin.Containers { return adminContainers{m} }
 
@@ -45,19 +48,21 @@ func (a adminContainers) List(ctx context.Context) ([]admin.ContainerInfo, error
 	return out, nil
 }
 
-// AdminGPULeases adapts the container manager's GPU leases to the admin
-// API, which names each GPU's holders with them.
+// AdminGPULeases adapts the container manager's GPU holders to the admin
+// API, which names each GPU's holders with them: the leases, each after a
+// fresh probe of its container's GPU access, and the containers made before
+// leases (mode "unknown").
 func AdminGPULeases(m *container.Manager) admin.GPULeases { return adminGPULeases{m} }
 
 type adminGPULeases struct{ m *container.Manager }
 
-func (a adminGPULeases) GPULeases() []admin.GPULease {
-	ls := a.m.GPULeases()
+func (a adminGPULeases) GPULeases(ctx context.Context) []admin.GPULease {
+	ls := a.m.GPUHolders(ctx)
 	out := make([]admin.GPULease, 0, len(ls))
 	for _, l := range ls {
 		out = append(out, admin.GPULease{
 			Container: l.Container, User: l.User, Project: l.Project, Mode: l.Mode,
-			UUIDs: l.UUIDs, InUse: l.InUse, IdleSince: l.IdleSince,
+			UUIDs: l.UUIDs, InUse: l.InUse, IdleSince: l.IdleSince, NVMLLost: l.NVMLLost,
 		})
 	}
 	return out

@@ -77,6 +77,8 @@ type GPUInfo struct {
 
 // GPUHolder is a container leasing a GPU: InUse while a connection holds
 // it, else IdleSeconds since its last connection ended (nil: not known).
+// Mode is "unknown" for a container made before leases; NVMLLost says it
+// can no longer open its GPUs and is recreated when nobody is inside.
 type GPUHolder struct {
 	Container   string `json:"container"`
 	User        string `json:"user"`
@@ -84,6 +86,7 @@ type GPUHolder struct {
 	Mode        string `json:"mode"`
 	InUse       bool   `json:"in_use"`
 	IdleSeconds *int64 `json:"idle_seconds,omitempty"`
+	NVMLLost    bool   `json:"nvml_lost"`
 }
 
 // GPUProcess is a process on a GPU and, where its cgroup names one, its

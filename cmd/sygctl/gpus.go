@@ -17,7 +17,7 @@ import (
 // cmdGPUs is `sygctl gpus [flags]`.
 func cmdGPUs(args []string, stdout, stderr io.Writer) int {
 	return adminShow("gpus", "sygctl gpus [--socket PATH | --config FILE] [--json]",
-		"Lists the host's NVIDIA GPUs as the gateway sees them through NVML: memory,\nutilisation, temperature, health (from XID events), the containers leasing\neach (user, project, exclusive or shared) and how long they have been idle,\nand the processes on each, with their container. A host without the NVIDIA\ndriver says so and exits 0.",
+		"Lists the host's NVIDIA GPUs as the gateway sees them through NVML: memory,\nutilisation, temperature, health (from XID events), the containers leasing\neach (user, project, exclusive or shared) and how long they have been idle,\nand the processes on each, with their container. A holder that lost its GPUs\n(NVML: Unknown Error) or was made before leases gets a warning line under the\ntable. A host without the NVIDIA driver says so and exits 0.",
 		args, stdout, stderr, func(ctx context.Context, cl *client.Client, asJSON bool) int {
 			rep, err := cl.GPUs(ctx)
 			if err != nil {
@@ -83,17 +83,54 @@ func writeGPUTable(w io.Writer, rep client.GPUReport) {
 	if rep.Driver != "" {
 		fmt.Fprintf(w, "driver %s\n", termSafe(rep.Driver))
 	}
+	for _, line := range holderWarnings(rep) {
+		fmt.Fprintln(w, termSafe(line))
+	}
+}
+
+// holderWarnings are the lines under the table about holders that need the
+// admin's attention, one per container: one that lost its GPUs (NVML), and
+// one made before leases, which holds GPUs nobody leased it.
+func holderWarnings(rep client.GPUReport) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, g := range rep.GPUs {
+		for _, h := range g.Holders {
+			if seen[h.Container] {
+				continue
+			}
+			switch {
+			case h.NVMLLost:
+				out = append(out, "warning: "+h.Container+" lost access to its GPUs (\"Failed to initialize NVML: Unknown Error\": the host's device cgroup was reset, e.g. by systemctl daemon-reload); it is recreated at a login once nobody is inside and no job runs in it")
+			case h.Mode == "unknown":
+				out = append(out, "warning: "+h.Container+" was made before GPU leases and may use GPUs nobody leased it; it is recreated at a login once nobody is inside and no job runs in it")
+			default:
+				continue
+			}
+			seen[h.Container] = true
+		}
+	}
+	return out
 }
 
 // holderCells are the HOLDER and IDLE cells of a GPU's row: each container
-// leasing it as "sygaldry-zephyr-bob(user=bob,project=zephyr,exclusive)",
+// leasing it as "sygaldry-zephyr-bob(user=bob,project=zephyr,exclusive)"
+// (",NVML LOST" added when it lost its GPUs; "unknown-lease" for a
+// container made before leases),
 // and how long each has been idle ("3h05m", "in use", "?" when the gateway
 // does not know), in the same order; empty for a free GPU.
 func holderCells(hs []client.GPUHolder) (holders, idle string) {
 	names := make([]string, 0, len(hs))
 	idles := make([]string, 0, len(hs))
 	for _, h := range hs {
-		names = append(names, h.Container+"(user="+h.User+",project="+h.Project+","+h.Mode+")")
+		mode := h.Mode
+		if mode == "unknown" {
+			mode = "unknown-lease"
+		}
+		if h.NVMLLost {
+			mode += ",NVML LOST"
+		}
+		names = append(names, h.Container+"(user="+h.User+",project="+h.Project+","+mode+")")
 		switch {
 		case h.InUse:
 			idles = append(idles, "in use")

@@ -28,7 +28,7 @@ func startGPUAdmin(t *testing.T, gpus admin.GPUs) string {
 
 type staticLeases []admin.GPULease
 
-func (s staticLeases) GPULeases() []admin.GPULease { return s }
+func (s staticLeases) GPULeases(context.Context) []admin.GPULease { return s }
 
 // startGPUAdminLeases is startGPUAdmin with a lease table (nil: none).
 func startGPUAdminLeases(t *testing.T, gpus admin.GPUs, leases admin.GPULeases) string {
@@ -153,5 +153,58 @@ func TestGPUsWithoutInventory(t *testing.T) {
 	code, _, errs := runAdmin(t, cmdGPUs, "--socket", sock)
 	if code != 1 || !strings.Contains(errs, "does not report GPUs") {
 		t.Fatalf("exit %d %q", code, errs)
+	}
+}
+
+// A holder that lost its GPUs is marked in its row and named in a warning
+// under the table, and --json says nvml_lost; a container made before
+// leases shows as an "unknown-lease" holder with its own warning. Each container
+// is named once even when it holds several GPUs.
+func TestGPUsLostAndUnknownHolders(t *testing.T) {
+	sock := startGPUAdminLeases(t, staticGPUs{admin.GPUReport{Available: true, GPUs: []admin.GPUInfo{
+		{Index: 0, UUID: "GPU-aaaa", Name: "A100", Health: "healthy"},
+		{Index: 1, UUID: "GPU-bbbb", Name: "A100", Health: "healthy"},
+		{Index: 2, UUID: "GPU-cccc", Name: "A100", Health: "healthy"},
+	}}}, staticLeases{
+		{Container: "sygaldry-zephyr-bob", User: "bob", Project: "zephyr", Mode: "exclusive", UUIDs: []string{"GPU-aaaa", "GPU-bbbb"}, InUse: true, NVMLLost: true},
+		{Container: "sygaldry-mist-old", User: "old", Project: "mist", Mode: "unknown", UUIDs: []string{"GPU-cccc"}},
+	})
+	code, out, errs := runAdmin(t, cmdGPUs, "--socket", sock, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var rep client.GPUReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.GPUs) != 3 {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if h := rep.GPUs[0].Holders; len(h) != 1 || !h[0].NVMLLost {
+		t.Errorf("GPU 0 holders %+v, want nvml_lost", h)
+	}
+	if h := rep.GPUs[2].Holders; len(h) != 1 || h[0].NVMLLost || h[0].Mode != "unknown" {
+		t.Errorf("GPU 2 holders %+v, want mode unknown", h)
+	}
+	if !strings.Contains(out, `"nvml_lost": true`) {
+		t.Errorf("no nvml_lost field:\n%s", out)
+	}
+
+	code, out, _ = runAdmin(t, cmdGPUs, "--socket", sock)
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if code != 0 || len(lines) != 6 {
+		t.Fatalf("table:\n%s", out)
+	}
+	for _, i := range []int{1, 2} {
+		if !strings.Contains(lines[i], " sygaldry-zephyr-bob(user=bob,project=zephyr,exclusive,NVML LOST)  in use ") {
+			t.Errorf("row %d: %q", i, lines[i])
+		}
+	}
+	if f := strings.Fields(lines[3]); len(f) != 10 || f[7] != "sygaldry-mist-old(user=old,project=mist,unknown-lease)" || f[8] != "?" {
+		t.Errorf("row 3: %q", lines[3])
+	}
+	if !strings.HasPrefix(lines[4], "warning: sygaldry-zephyr-bob lost access to its GPUs (\"Failed to initialize NVML: Unknown Error\"") ||
+		!strings.Contains(lines[4], "recreated") {
+		t.Errorf("warning line %q", lines[4])
+	}
+	if !strings.HasPrefix(lines[5], "warning: sygaldry-mist-old was made before GPU leases") {
+		t.Errorf("warning line %q", lines[5])
 	}
 }
