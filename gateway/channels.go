@@ -128,6 +128,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 			ok := st.permitSessionRequest(ach, req) && observeRequest(st, sess, accept, req) && caps.allow(st, req)
 			if ok {
 				st.asked.note(req.Type) // asked.go
+				st.loginBanner(ch, sess, req, t)
 			}
 			return ok
 		}
