@@ -10,8 +10,10 @@
 #   1. TestRealNVML: our NVML inventory against nvidia-smi (index, UUID, name,
 #      memory total), then the XID health watcher for SYGALDRY_GPU_CHECK_WATCH
 #      (default 5s);
-#   2. validate_cuda.sh: Torch and JAX on the GPUs.
-# Exit: 0 both passed; 1 otherwise. Each part prints PASS or FAIL.
+#   2. TestRealDeviceProbe: the agent's GPU probe on this machine's /dev
+#      (every /dev/nvidia* node answers ok);
+#   3. validate_cuda.sh: Torch and JAX on the GPUs.
+# Exit: 0 all passed; 1 otherwise. Each part prints PASS or FAIL.
 set -uo pipefail
 
 here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
@@ -27,6 +29,15 @@ if SYGALDRY_GPU_CHECK=1 "$here/gpu.test" -test.run '^TestRealNVML$' -test.v -tes
 	echo "RESULT nvml: PASS"
 else
 	echo "RESULT nvml: FAIL"
+	rc=1
+fi
+
+echo
+echo "== the GPU probe on this machine's devices (TestRealDeviceProbe)"
+if SYGALDRY_GPU_CHECK=1 "$here/gpu.test" -test.run '^TestRealDeviceProbe$' -test.v -test.count=1; then
+	echo "RESULT probe: PASS"
+else
+	echo "RESULT probe: FAIL"
 	rc=1
 fi
 
