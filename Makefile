@@ -39,9 +39,12 @@ fuzz-short:
 test-short: build
 	$(GO) test -count=1 -short ./...
 
+# Go benchmarks, then one table of ratios against OpenSSH sshd on loopback
+# (scripts/bench.sh; BENCH_SIZE_MB, BENCH_RUNS, BENCH_IDLE, ...), which it
+# also appends to bench/RESULTS.md.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./gateway/... ./agent/...
-	bash scripts/bench-vs-sshd.sh
+	bash scripts/bench.sh
 
 # The checks that need real GPUs, prepared here for a GPU machine with no Go,
 # Docker or network: out/gpu-check/ gets the NVML test binary (cgo: it
