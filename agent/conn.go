@@ -127,6 +127,8 @@ func (c *linkConn) handleChannel(nch ssh.NewChannel) {
 		c.serveDirectTCPIP(nch)
 	case "direct-streamlocal@openssh.com":
 		c.serveDirectStreamLocal(nch)
+	case fdpass.DirectTCPIP, fdpass.DirectStreamLocal:
+		c.serveDirectFD(nch) // fdpass.go
 	default:
 		// Same wording as sshd, which clients (and people) recognise.
 		nch.Reject(ssh.UnknownChannelType, "unknown channel type")

@@ -1,13 +1,18 @@
 package agent
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/sygaldry/sygaldry/internal/fdpass"
 )
@@ -254,4 +259,63 @@ func (s *session) declineFDs() {
 	if err := s.c.sendFDs(fdpass.Declined, s.fdID); err != nil {
 		s.log.Debug("declining descriptors failed", "err", err)
 	}
+}
+
+// serveDirectFD serves fdpass.DirectTCPIP and fdpass.DirectStreamLocal: the
+// forward of direct-tcpip or direct-streamlocal whose socket the gateway
+// takes. The dial is the same; instead of copying, the agent hands the
+// connected socket over and closes the channel.
+func (c *linkConn) serveDirectFD(nch ssh.NewChannel) {
+	extra := nch.ExtraData()
+	id, err := decodeFDID(extra[:min(len(extra), 8)])
+	if err != nil || !c.hasFDs() {
+		nch.Reject(ssh.Prohibited, "no descriptor connection")
+		return
+	}
+	var network, addr string
+	var log *slog.Logger
+	if nch.ChannelType() == fdpass.DirectTCPIP {
+		m, err := decodeDirectTCPIP(extra[8:])
+		if err != nil {
+			nch.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
+			return
+		}
+		network, addr = "tcp", net.JoinHostPort(m.Host, strconv.FormatUint(uint64(m.Port), 10))
+		log = c.channelLog("direct-tcpip").With("addr", addr)
+	} else {
+		m, err := decodeDirectStreamLocal(extra[8:])
+		if err != nil {
+			nch.Reject(ssh.ConnectionFailed, "malformed direct-streamlocal request")
+			return
+		}
+		network, addr = "unix", m.Path
+		log = c.channelLog("direct-streamlocal").With("path", addr)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, orDefault(c.srv.DialTimeout, defaultDialTimeout))
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	cancel()
+	if err != nil {
+		nch.Reject(ssh.ConnectionFailed, "connect failed: "+shortNetError(err))
+		log.Info("channel rejected", "err", err)
+		return
+	}
+	defer conn.Close()
+	f, err := conn.(interface{ File() (*os.File, error) }).File()
+	if err == nil {
+		err = c.sendFDs(fdpass.Conn, id, f)
+		f.Close()
+	}
+	if err != nil {
+		nch.Reject(ssh.ConnectionFailed, "connect failed: the agent could not hand the connection over")
+		log.Warn("handing a forward's socket to the gateway failed", "err", err)
+		return
+	}
+	ch, reqs, err := nch.Accept()
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	ch.Close()
+	log.Info("connection handed to the gateway")
 }

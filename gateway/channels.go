@@ -54,6 +54,13 @@ func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.N
 		nc.Reject(gossh.ConnectionFailed, userMessage(err))
 		return
 	}
+	if fds := st.linkFDs(); fds != nil {
+		switch nc.ChannelType() {
+		case "direct-tcpip", "direct-streamlocal@openssh.com":
+			st.forwardFD(nc, l, fds, t) // offload.go
+			return
+		}
+	}
 	ach, areqs, err := l.OpenChannel(nc.ChannelType(), nc.ExtraData())
 	if err != nil {
 		rejectAs(nc, err)

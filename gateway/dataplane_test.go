@@ -269,3 +269,92 @@ func TestDataPlaneSFTP(t *testing.T) {
 		}
 	})
 }
+
+// echoServer answers every connection with what it read, after the peer's
+// half-close, then closes: a forward must carry both directions and the
+// half-close between them.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				c.Write(b)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func TestDataPlaneLocalForward(t *testing.T) {
+	bothPaths(t, func(t *testing.T, w *inproc) {
+		ctx := ctxT(t, time.Minute)
+		echo := echoServer(t)
+		lport := freePort(t)
+		fwd := w.client.SSH(ctx, "-N", "-o", "ExitOnForwardFailure=yes",
+			"-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, echo),
+			"-L", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:1", lport+1), "--")
+		if err := fwd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { fwd.Process.Kill(); fwd.Wait() })
+
+		data := make([]byte, 4<<20)
+		rand.Read(data)
+		var got []byte
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lport))
+			if err != nil {
+				continue
+			}
+			go func() {
+				c.Write(data)
+				c.(*net.TCPConn).CloseWrite()
+			}()
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			got, err = io.ReadAll(c)
+			c.Close()
+			if err != nil || len(got) > 0 {
+				break
+			}
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("the echo through -L returned %d bytes, want the %d sent", len(got), len(data))
+		}
+		// Nothing listens on port 1: the forwarded connection is closed at
+		// once, and the forward still works afterwards.
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", lport+1), 5*time.Second); err == nil {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, rerr := c.Read(make([]byte, 1))
+			c.Close()
+			if n != 0 || rerr == nil {
+				t.Errorf("refused forward: read %d, %v", n, rerr)
+			}
+		}
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lport))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("again"))
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if b, _ := io.ReadAll(c); string(b) != "again" {
+			t.Errorf("after a refused forward: %q", b)
+		}
+		c.Close()
+		handed := strings.Count(w.agentLog.String(), "connection handed to the gateway")
+		if fd := strings.HasSuffix(t.Name(), "/fdpass"); fd != (handed > 0) {
+			t.Errorf("%d forwards handed to the gateway (descriptors on: %v)", handed, fd)
+		}
+	})
+}

@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/sygaldry/sygaldry/internal/fdpass"
 	"github.com/sygaldry/sygaldry/link"
+	"github.com/sygaldry/sygaldry/sessions"
 )
 
 // offload is a session whose process's stdio the agent hands over
@@ -261,3 +265,118 @@ func (o *offload) close() {
 	o.closed = true
 	fdpass.CloseAll(o.files)
 }
+
+// forwardFD serves a direct-tcpip or direct-streamlocal channel whose socket
+// the agent dials inside the container and hands over (fdpass.DirectTCPIP):
+// the gateway then copies between the client's channel and the socket,
+// with no second crypto hop. A refused dial reaches the client as the same
+// refused open as before.
+func (st *connState) forwardFD(nc gossh.NewChannel, l *gossh.Client, fds *link.FDs, t Target) {
+	typ := fdpass.DirectTCPIP
+	if nc.ChannelType() == "direct-streamlocal@openssh.com" {
+		typ = fdpass.DirectStreamLocal
+	}
+	id := fds.Reserve()
+	extra := binary.BigEndian.AppendUint64(nil, id)
+	ach, areqs, err := l.OpenChannel(typ, append(extra, nc.ExtraData()...))
+	if err != nil {
+		fds.Forget(id)
+		rejectAs(nc, err)
+		return
+	}
+	go gossh.DiscardRequests(areqs)
+	ach.Close()
+	_, files, err := fds.Wait(st.life, id, waitFDs, fdpass.Conn)
+	if err != nil {
+		st.log.Warn("the agent did not hand over a forward's socket", "container", t.Name, "err", err)
+		nc.Reject(gossh.ConnectionFailed, "connect failed: the container did not hand the connection over")
+		return
+	}
+	conn, err := net.FileConn(files[0])
+	files[0].Close()
+	if err != nil {
+		st.log.Warn("forward socket unusable", "container", t.Name, "err", err)
+		nc.Reject(gossh.ConnectionFailed, "connect failed")
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		conn.Close()
+		return
+	}
+	sc := newSocketChannel(conn)
+	st.proxy(nc.ChannelType(), ch, reqs, sc, sc.done, t, func(_ *pipe, sess *sessions.Session) {
+		sess.SetKind(nc.ChannelType(), forwardTarget(nc.ChannelType(), nc.ExtraData()))
+	})
+}
+
+// socketChannel lets a pipe join a client channel to a socket as if the
+// socket were the agent's channel: reads and writes go to the socket, and
+// done (the "request queue") closes once both directions have ended, the
+// moment an agent would have closed its channel.
+type socketChannel struct {
+	conn net.Conn
+
+	mu                sync.Mutex
+	readEOF, wroteEOF bool
+	closed            bool
+	done              chan *gossh.Request
+}
+
+func newSocketChannel(c net.Conn) *socketChannel {
+	return &socketChannel{conn: c, done: make(chan *gossh.Request)}
+}
+
+func (s *socketChannel) Read(b []byte) (int, error) {
+	n, err := s.conn.Read(b)
+	if err != nil {
+		s.mu.Lock()
+		s.readEOF = true
+		s.finishLocked()
+		s.mu.Unlock()
+	}
+	return n, err
+}
+
+func (s *socketChannel) Write(b []byte) (int, error) { return s.conn.Write(b) }
+
+// CloseWrite half-closes the socket: the client sent EOF.
+func (s *socketChannel) CloseWrite() error {
+	type closeWriter interface{ CloseWrite() error }
+	var err error
+	if cw, ok := s.conn.(closeWriter); ok {
+		err = cw.CloseWrite()
+	}
+	s.mu.Lock()
+	s.wroteEOF = true
+	s.finishLocked()
+	s.mu.Unlock()
+	return err
+}
+
+func (s *socketChannel) Close() error {
+	err := s.conn.Close()
+	s.mu.Lock()
+	s.readEOF, s.wroteEOF = true, true
+	s.finishLocked()
+	s.mu.Unlock()
+	return err
+}
+
+func (s *socketChannel) finishLocked() {
+	if s.readEOF && s.wroteEOF && !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+}
+
+// SendRequest: a socket takes no requests.
+func (s *socketChannel) SendRequest(string, bool, []byte) (bool, error) { return false, nil }
+
+// Stderr: a socket has no extended data.
+func (s *socketChannel) Stderr() io.ReadWriter { return eofReadWriter{} }
+
+type eofReadWriter struct{}
+
+func (eofReadWriter) Read([]byte) (int, error)    { return 0, io.EOF }
+func (eofReadWriter) Write(b []byte) (int, error) { return len(b), nil }

@@ -53,6 +53,16 @@ const (
 	IDRequest = "fdpass-id@sygaldry"
 )
 
+// The link channel types of forwards whose connected socket the agent hands
+// over: the extra data is the 8-byte id (big endian) followed by the
+// standard extra data of direct-tcpip or direct-streamlocal@openssh.com.
+// The agent dials, sends the socket under the id (Conn), then accepts the
+// channel and closes it at once; a failed dial is a rejection as usual.
+const (
+	DirectTCPIP       = "direct-tcpip-fd@sygaldry"
+	DirectStreamLocal = "direct-streamlocal-fd@sygaldry"
+)
+
 // Version is the protocol version in byte 0 of every message.
 const Version = 1
 
