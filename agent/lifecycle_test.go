@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sygaldry/sygaldry/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -28,7 +30,7 @@ func TestMain(m *testing.M) {
 	case os.Getenv("SA_TEST_ROLE") == "init":
 		os.Exit(initChildRole())
 	}
-	os.Exit(m.Run())
+	testenv.MainNoEngine(m) // fails the run when a test left goroutines behind
 }
 
 // initChildRole is the "agent" under the test init: it orphans two

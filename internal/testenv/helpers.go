@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
+	"go.uber.org/goleak"
 )
 
 // RemoveLabelled force-removes every container carrying TestLabel=id.
@@ -104,6 +105,7 @@ func (s *SyncBuffer) String() string {
 // it created.
 func Main(m *testing.M) {
 	code := m.Run()
+	code = checkGoroutines(code)
 	if leaked := leakedContainers(); leaked != "" {
 		fmt.Fprintf(os.Stderr, "leaked test containers: %s\n", leaked)
 		if code == 0 {
@@ -140,4 +142,30 @@ func leakedContainers() string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// checkGoroutines fails a passing run that left goroutines behind: every
+// goroutine the gateway, the agent and the link start is owned and ends
+// with its connection, channel or server (goleak waits a little for those
+// still on their way out).
+func checkGoroutines(code int) int {
+	if code != 0 {
+		return code
+	}
+	if err := goleak.Find(
+		// The engine client's idle HTTP connections of tests that are
+		// still being torn down are the engine's, not ours.
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+	); err != nil {
+		fmt.Fprintf(os.Stderr, "goroutines left behind after the tests:\n%v\n", err)
+		return 1
+	}
+	return code
+}
+
+// MainNoEngine is Main for packages whose tests never touch the engine:
+// only the goroutine check.
+func MainNoEngine(m *testing.M) {
+	os.Exit(checkGoroutines(m.Run()))
 }

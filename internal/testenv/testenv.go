@@ -1,6 +1,7 @@
 // Package testenv gives integration tests the real parts they need: the
 // Docker engine, a Debian image built without a registry, and the agent
 // binary. In CI (CI=true) a missing engine fails the test; elsewhere it skips.
+// With -short the Docker tier is skipped on purpose.
 package testenv
 
 import (
@@ -34,6 +35,11 @@ func RepoRoot() string {
 // test when the engine cannot be reached.
 func Docker(t testing.TB) *client.Client {
 	t.Helper()
+	if testing.Short() {
+		// -short is the Docker-free tier (fake backends, in-process
+		// agents): asked for explicitly, never what CI runs.
+		t.Skip("-short: skipping the Docker tier")
+	}
 	cl, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
