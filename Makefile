@@ -6,7 +6,7 @@ DEV_IMAGE ?= sygaldry/zephyr:dev
 # without this every fresh build of package gpu prints a page of warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: all build run test test-short fuzz-short check bench depgraph gpu-check clean
+.PHONY: all build run test test-short test-race fuzz-short check bench depgraph gpu-check clean
 
 all: build
 
@@ -29,13 +29,21 @@ check:
 # client. Needs root, a running engine, and the packages .ci/run installs.
 test: check build
 	$(GO) test -count=1 -timeout 45m ./...
+	$(MAKE) test-race
 	$(MAKE) fuzz-short
+
+# The data plane's Docker-free tier (in-process agent, fake backends) under
+# the race detector.
+test-race:
+	$(GO) test -count=1 -race -short -timeout 15m ./gateway/ ./agent/ ./link/ ./internal/fdpass/
 
 # A short run of each go test -fuzz target (payload decoders, config
 # parser, name rules); go test above already ran their seed corpora.
 fuzz-short:
 	GO=$(GO) bash scripts/fuzz-short.sh
 
+# The Docker-free tier only (testenv.Docker skips under -short): about a
+# minute, for fast feedback. CI runs make test.
 test-short: build
 	$(GO) test -count=1 -short ./...
 

@@ -335,9 +335,8 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 		return nil, nil, Target{}, errorf("the %s container does not answer; try again, or ask an admin to check `sygctl containers`", project)
 	}
 	fds := st.dialFDs(dctx, l, t)
-	for _, typ := range []string{"forwarded-tcpip", "forwarded-streamlocal@openssh.com", "auth-agent@openssh.com"} {
-		go st.serveAgentChannels(typ, l.HandleChannelOpen(typ), t)
-	}
+	go st.serveAgentChannels(t, l.HandleChannelOpen("forwarded-tcpip"),
+		l.HandleChannelOpen("forwarded-streamlocal@openssh.com"), l.HandleChannelOpen("auth-agent@openssh.com"))
 	st.log.Debug("link up", "container", t.Name, "descriptors", fds != nil)
 	return l, fds, t, nil
 }
@@ -365,47 +364,74 @@ func (st *connState) dialFDs(ctx context.Context, l *gossh.Client, t Target) *li
 }
 
 // serveAgentChannels joins channels the agent opens (remote forwards,
-// agent-forwarding connections) to new channels towards the client.
-func (st *connState) serveAgentChannels(typ string, in <-chan gossh.NewChannel, t Target) {
+// agent-forwarding connections) to new channels towards the client. One
+// goroutine serves all three kinds, in the order they come: an idle
+// connection should cost little.
+func (st *connState) serveAgentChannels(t Target, tcpip, streamlocal, agent <-chan gossh.NewChannel) {
 	defer st.recoverPanic("agent channels")
-	for nc := range in {
-		if !st.admitAgentChannel(nc) {
-			continue
+	for tcpip != nil || streamlocal != nil || agent != nil {
+		var nc gossh.NewChannel
+		var ok bool
+		select {
+		case nc, ok = <-tcpip:
+			if !ok {
+				tcpip = nil
+			}
+		case nc, ok = <-streamlocal:
+			if !ok {
+				streamlocal = nil
+			}
+		case nc, ok = <-agent:
+			if !ok {
+				agent = nil
+			}
 		}
-		c := st.sshConn()
-		if c == nil {
-			nc.Reject(gossh.ConnectionFailed, "client gone")
-			continue
+		if ok {
+			st.agentChannel(nc, t)
 		}
-		if !permitAgentChannel(c, typ) {
-			nc.Reject(gossh.Prohibited, "not permitted for this key")
-			continue
-		}
-		if !st.asked.covers(typ) { // asked.go
-			st.log.Warn("the container opened a channel the client did not ask for; refused", "type", typ)
-			nc.Reject(gossh.Prohibited, "the client did not ask for this")
-			continue
-		}
-		if !st.wellFormedAgentChannel(nc) { // payloads.go
-			continue
-		}
-		ch, reqs, err := c.OpenChannel(typ, nc.ExtraData())
-		if err != nil {
-			rejectAs(nc, err)
-			continue
-		}
-		ach, areqs, err := nc.Accept()
-		if err != nil {
-			ch.Close()
-			continue
-		}
-		st.chans.Add(1)
-		go func() {
-			defer st.chans.Done()
-			defer st.recoverPanic("agent channel " + typ)
-			st.proxy(typ, ch, reqs, ach, areqs, t, nil)
-		}()
 	}
+}
+
+// agentChannel checks one channel the agent opened and joins it to the
+// client.
+func (st *connState) agentChannel(nc gossh.NewChannel, t Target) {
+	typ := nc.ChannelType()
+	if !st.admitAgentChannel(nc) {
+		return
+	}
+	c := st.sshConn()
+	if c == nil {
+		nc.Reject(gossh.ConnectionFailed, "client gone")
+		return
+	}
+	if !permitAgentChannel(c, typ) {
+		nc.Reject(gossh.Prohibited, "not permitted for this key")
+		return
+	}
+	if !st.asked.covers(typ) { // asked.go
+		st.log.Warn("the container opened a channel the client did not ask for; refused", "type", typ)
+		nc.Reject(gossh.Prohibited, "the client did not ask for this")
+		return
+	}
+	if !st.wellFormedAgentChannel(nc) { // payloads.go
+		return
+	}
+	ch, reqs, err := c.OpenChannel(typ, nc.ExtraData())
+	if err != nil {
+		rejectAs(nc, err)
+		return
+	}
+	ach, areqs, err := nc.Accept()
+	if err != nil {
+		ch.Close()
+		return
+	}
+	st.chans.Add(1)
+	go func() {
+		defer st.chans.Done()
+		defer st.recoverPanic("agent channel " + typ)
+		st.proxy(typ, ch, reqs, ach, areqs, t, nil)
+	}()
 }
 
 // proxy runs one pipe, registered in the session registry for its life.

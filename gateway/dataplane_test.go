@@ -61,7 +61,7 @@ func (l *lockedBuffer) String() string {
 
 type inproc struct {
 	client   sshtest.Client
-	home     string       // the agent's $HOME
+	home     string        // the agent's $HOME
 	agentLog *lockedBuffer // what the agent logged
 }
 

@@ -31,8 +31,9 @@ type offload struct {
 	log   *slog.Logger
 	drain time.Duration // pty output after the exit, like the agent's PTYDrain
 
-	p     *pipe
-	outWG *sync.WaitGroup
+	p           *pipe
+	outWG       *sync.WaitGroup
+	linkOutputs func() // starts the copies of the link channel's output
 
 	settleOnce sync.Once
 	ready      chan struct{} // closed once it is known whether descriptors came
@@ -60,8 +61,9 @@ func newOffload(fds *link.FDs, id uint64, log *slog.Logger) *offload {
 }
 
 // start binds o to its pipe; outWG already counts o's pending outputs.
-func (o *offload) start(p *pipe, outWG *sync.WaitGroup) {
-	o.p, o.outWG = p, outWG
+// linkOutputs is what runs instead when no descriptors come.
+func (o *offload) start(p *pipe, outWG *sync.WaitGroup, linkOutputs func()) {
+	o.p, o.outWG, o.linkOutputs = p, outWG, linkOutputs
 }
 
 // started collects the descriptors after the agent accepted a start
@@ -101,6 +103,8 @@ func (o *offload) settle(files []*os.File, kind fdpass.Kind) {
 		if len(files) > 0 {
 			o.files, o.pty = files, kind == fdpass.PTY
 			o.outputs()
+		} else {
+			o.linkOutputs()
 		}
 		o.mu.Unlock()
 		o.outWG.Done()
@@ -130,7 +134,7 @@ func (o *offload) outputs() {
 	}()
 	go func() {
 		defer o.outWG.Done()
-		p.copy(p.client.Stderr(), errOut, &p.bytesOut)
+		p.copyBuf(p.client.Stderr(), errOut, &p.bytesOut, stderrBuf)
 	}()
 }
 

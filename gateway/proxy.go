@@ -64,22 +64,27 @@ func (p *pipe) run(ctx context.Context) {
 
 	// agent → client: stdout and stderr, to the end.
 	var outWG sync.WaitGroup
+	linkOutputs := func() {
+		outWG.Add(2)
+		go func() {
+			defer outWG.Done()
+			p.copy(p.client, p.agent, &p.bytesOut)
+		}()
+		go func() {
+			defer outWG.Done()
+			p.copyBuf(p.client.Stderr(), p.agent.Stderr(), &p.bytesOut, stderrBuf)
+		}()
+	}
 	if p.off != nil {
 		// The descriptors' own output copies join outWG once they arrive
-		// (offload.go); until then, or until it is clear none will, the
-		// output is not done.
+		// (offload.go), or the link's if none come; until then the output
+		// is not done. A session with descriptors never reads the link's
+		// (empty) data, which saves two goroutines and their buffers.
 		outWG.Add(1)
-		p.off.start(p, &outWG)
+		p.off.start(p, &outWG, linkOutputs)
+	} else {
+		linkOutputs()
 	}
-	outWG.Add(2)
-	go func() {
-		defer outWG.Done()
-		p.copy(p.client, p.agent, &p.bytesOut)
-	}()
-	go func() {
-		defer outWG.Done()
-		p.copy(p.client.Stderr(), p.agent.Stderr(), &p.bytesOut)
-	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -214,11 +219,22 @@ func (p *pipe) run(ctx context.Context) {
 	wg.Wait()
 }
 
+// Copy buffer sizes: one SSH packet's worth for the main streams, less for
+// stderr, which is rarely bulk (an idle session holds every buffer it has).
+const (
+	copyBuf   = 32 << 10
+	stderrBuf = 4 << 10
+)
+
 // copy moves bytes until EOF or error, counting them.
 func (p *pipe) copy(dst io.Writer, src io.Reader, n *atomic.Int64) {
+	p.copyBuf(dst, src, n, copyBuf)
+}
+
+func (p *pipe) copyBuf(dst io.Writer, src io.Reader, n *atomic.Int64, size int) {
 	defer p.recoverPanic("copy")
 	p.point("copy")
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, size)
 	for {
 		k, err := src.Read(buf)
 		if k > 0 {
