@@ -319,3 +319,35 @@ func (c *linkConn) serveDirectFD(nch ssh.NewChannel) {
 	ch.Close()
 	log.Info("connection handed to the gateway")
 }
+
+// handOver gives the gateway a connection accepted in the container (a
+// remote forward, an agent-forwarding client) instead of copying it over
+// the link: it opens the descriptor variant of kind, and once the gateway
+// accepted it, sends the socket and closes the channel. It reports false
+// when the link has no descriptor connection (the caller copies as before).
+func (c *linkConn) handOver(log *slog.Logger, kind string, extra []byte, conn net.Conn) bool {
+	variant := fdpass.ForwardedVariant(kind)
+	if variant == "" || !c.hasFDs() {
+		return false
+	}
+	defer conn.Close()
+	id := fdpass.AgentIDBit | c.srv.nextID.Add(1)
+	ch, reqs, err := c.sc.OpenChannel(variant, append(binary.BigEndian.AppendUint64(nil, id), extra...))
+	if err != nil {
+		log.Info("channel open failed", "err", err)
+		return true
+	}
+	go ssh.DiscardRequests(reqs)
+	defer ch.Close()
+	f, err := conn.(interface{ File() (*os.File, error) }).File()
+	if err == nil {
+		err = c.sendFDs(fdpass.Conn, id, f)
+		f.Close()
+	}
+	if err != nil {
+		log.Warn("handing a connection to the gateway failed", "err", err)
+		return true
+	}
+	log.Info("connection handed to the gateway")
+	return true
+}

@@ -365,6 +365,9 @@ func (c *linkConn) openForwarded(fw *remoteForward, conn net.Conn) {
 // accepted in the container (a remote forward, an agent client) and copies
 // both ways until both ends are done.
 func (c *linkConn) openAndCopy(log *slog.Logger, kind string, extra []byte, conn net.Conn) {
+	if c.handOver(log, kind, extra, conn) { // fdpass.go
+		return
+	}
 	start := time.Now()
 	ch, reqs, err := c.sc.OpenChannel(kind, extra)
 	if err != nil {

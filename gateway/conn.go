@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/sygaldry/sygaldry/internal/fdpass"
 	"github.com/sygaldry/sygaldry/link"
 	"github.com/sygaldry/sygaldry/sessions"
 )
@@ -335,8 +337,11 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 		return nil, nil, Target{}, errorf("the %s container does not answer; try again, or ask an admin to check `sygctl containers`", project)
 	}
 	fds := st.dialFDs(dctx, l, t)
-	go st.serveAgentChannels(t, l.HandleChannelOpen("forwarded-tcpip"),
-		l.HandleChannelOpen("forwarded-streamlocal@openssh.com"), l.HandleChannelOpen("auth-agent@openssh.com"))
+	var agentChans []<-chan gossh.NewChannel
+	for _, typ := range []string{"forwarded-tcpip", "forwarded-streamlocal@openssh.com", "auth-agent@openssh.com"} {
+		agentChans = append(agentChans, l.HandleChannelOpen(typ), l.HandleChannelOpen(fdpass.ForwardedVariant(typ)))
+	}
+	go st.serveAgentChannels(t, agentChans)
 	st.log.Debug("link up", "container", t.Name, "descriptors", fds != nil)
 	return l, fds, t, nil
 }
@@ -364,31 +369,28 @@ func (st *connState) dialFDs(ctx context.Context, l *gossh.Client, t Target) *li
 }
 
 // serveAgentChannels joins channels the agent opens (remote forwards,
-// agent-forwarding connections) to new channels towards the client. One
-// goroutine serves all three kinds, in the order they come: an idle
-// connection should cost little.
-func (st *connState) serveAgentChannels(t Target, tcpip, streamlocal, agent <-chan gossh.NewChannel) {
+// agent-forwarding connections, and their descriptor variants) to new
+// channels towards the client. One goroutine serves all kinds, in the
+// order they come: an idle connection should cost little.
+func (st *connState) serveAgentChannels(t Target, ins []<-chan gossh.NewChannel) {
 	defer st.recoverPanic("agent channels")
-	for tcpip != nil || streamlocal != nil || agent != nil {
-		var nc gossh.NewChannel
-		var ok bool
-		select {
-		case nc, ok = <-tcpip:
-			if !ok {
-				tcpip = nil
-			}
-		case nc, ok = <-streamlocal:
-			if !ok {
-				streamlocal = nil
-			}
-		case nc, ok = <-agent:
-			if !ok {
-				agent = nil
-			}
+	cases := make([]reflect.SelectCase, len(ins))
+	for i, in := range ins {
+		cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(in)}
+	}
+	for live := len(cases); live > 0; {
+		i, v, ok := reflect.Select(cases)
+		if !ok {
+			cases[i].Chan = reflect.Value{} // closed: ignored from now on
+			live--
+			continue
 		}
-		if ok {
-			st.agentChannel(nc, t)
+		nc := v.Interface().(gossh.NewChannel)
+		if base, isFD := fdpass.ForwardedBase(nc.ChannelType()); isFD {
+			st.agentChannelFD(nc, base, t) // offload.go
+			continue
 		}
+		st.agentChannel(nc, t)
 	}
 }
 
@@ -396,29 +398,8 @@ func (st *connState) serveAgentChannels(t Target, tcpip, streamlocal, agent <-ch
 // client.
 func (st *connState) agentChannel(nc gossh.NewChannel, t Target) {
 	typ := nc.ChannelType()
-	if !st.admitAgentChannel(nc) {
-		return
-	}
-	c := st.sshConn()
-	if c == nil {
-		nc.Reject(gossh.ConnectionFailed, "client gone")
-		return
-	}
-	if !permitAgentChannel(c, typ) {
-		nc.Reject(gossh.Prohibited, "not permitted for this key")
-		return
-	}
-	if !st.asked.covers(typ) { // asked.go
-		st.log.Warn("the container opened a channel the client did not ask for; refused", "type", typ)
-		nc.Reject(gossh.Prohibited, "the client did not ask for this")
-		return
-	}
-	if !st.wellFormedAgentChannel(nc) { // payloads.go
-		return
-	}
-	ch, reqs, err := c.OpenChannel(typ, nc.ExtraData())
-	if err != nil {
-		rejectAs(nc, err)
+	ch, reqs, ok := st.openTowardsClient(nc, typ, nc.ExtraData())
+	if !ok {
 		return
 	}
 	ach, areqs, err := nc.Accept()
@@ -432,6 +413,39 @@ func (st *connState) agentChannel(nc gossh.NewChannel, t Target) {
 		defer st.recoverPanic("agent channel " + typ)
 		st.proxy(typ, ch, reqs, ach, areqs, t, nil)
 	}()
+}
+
+// openTowardsClient runs the checks on a channel the agent opened as typ
+// with extra (the connection is still admitted, the key permits it, the
+// client asked for it, the payload is well formed) and opens its twin
+// towards the client. On any refusal nc is rejected and ok is false.
+func (st *connState) openTowardsClient(nc gossh.NewChannel, typ string, extra []byte) (gossh.Channel, <-chan *gossh.Request, bool) {
+	if !st.admitAgentChannel(nc) {
+		return nil, nil, false
+	}
+	c := st.sshConn()
+	if c == nil {
+		nc.Reject(gossh.ConnectionFailed, "client gone")
+		return nil, nil, false
+	}
+	if !permitAgentChannel(c, typ) {
+		nc.Reject(gossh.Prohibited, "not permitted for this key")
+		return nil, nil, false
+	}
+	if !st.asked.covers(typ) { // asked.go
+		st.log.Warn("the container opened a channel the client did not ask for; refused", "type", typ)
+		nc.Reject(gossh.Prohibited, "the client did not ask for this")
+		return nil, nil, false
+	}
+	if !st.wellFormedAgentChannel(nc, typ, extra) { // payloads.go
+		return nil, nil, false
+	}
+	ch, reqs, err := c.OpenChannel(typ, extra)
+	if err != nil {
+		rejectAs(nc, err)
+		return nil, nil, false
+	}
+	return ch, reqs, true
 }
 
 // proxy runs one pipe, registered in the session registry for its life.

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -355,6 +356,76 @@ func TestDataPlaneLocalForward(t *testing.T) {
 		handed := strings.Count(w.agentLog.String(), "connection handed to the gateway")
 		if fd := strings.HasSuffix(t.Name(), "/fdpass"); fd != (handed > 0) {
 			t.Errorf("%d forwards handed to the gateway (descriptors on: %v)", handed, fd)
+		}
+	})
+}
+
+// -R and agent forwarding: connections accepted in the container come back
+// to the client. The echo's client writes, half-closes and reads, so the
+// client sends its reply, EOF and CLOSE at once: the reply must not be lost
+// (it was, before the pipe drained a forward's input on close).
+func TestDataPlaneRemoteForwardAndAgent(t *testing.T) {
+	bothPaths(t, func(t *testing.T, w *inproc) {
+		ctx := ctxT(t, time.Minute)
+		// -R: the agent listens "in the container" (here: this host) and
+		// each connection comes back to the client, which dials the echo
+		// server.
+		echo := echoServer(t)
+		rport := freePort(t)
+		fwd := w.client.SSH(ctx, "-N", "-o", "ExitOnForwardFailure=yes",
+			"-R", fmt.Sprintf("127.0.0.1:%d:%s", rport, echo), "--")
+		if err := fwd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { fwd.Process.Kill(); fwd.Wait() })
+		data := make([]byte, 2<<20)
+		rand.Read(data)
+		var got []byte
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && len(got) == 0; time.Sleep(100 * time.Millisecond) {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", rport))
+			if err != nil {
+				continue
+			}
+			go func() {
+				c.Write(data)
+				c.(*net.TCPConn).CloseWrite()
+			}()
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			got, _ = io.ReadAll(c)
+			c.Close()
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("the echo through -R returned %d bytes, want the %d sent", len(got), len(data))
+		}
+
+		// Agent forwarding: ssh-add -l in the session reaches the client's
+		// agent through the forwarded socket.
+		dir := testenv.ShortTempDir(t)
+		sock := filepath.Join(dir, "agent.sock")
+		sa := exec.CommandContext(ctx, "ssh-agent", "-D", "-a", sock)
+		if err := sa.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sa.Process.Kill(); sa.Wait() })
+		for i := 0; i < 100; i++ {
+			if _, err := os.Stat(sock); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		add := exec.Command("ssh-add", w.client.Key.Path)
+		add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+		if out, err := add.CombinedOutput(); err != nil {
+			t.Fatalf("ssh-add: %v %s", err, out)
+		}
+		c := w.client
+		c.AgentSock = sock
+		if r := sshtest.Run(t, c.SSH(ctx, "ssh-add -l"), nil); r.Code != 0 || !strings.Contains(r.Stdout, "alice") {
+			t.Errorf("ssh-add -l through the forwarded agent: %+v", r)
+		}
+		handed := strings.Count(w.agentLog.String(), "connection handed to the gateway")
+		if fd := strings.HasSuffix(t.Name(), "/fdpass"); fd != (handed >= 2) || (!fd && handed > 0) {
+			t.Errorf("%d connections handed to the gateway (descriptors on: %v)", handed, fd)
 		}
 	})
 }

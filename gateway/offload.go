@@ -384,3 +384,54 @@ type eofReadWriter struct{}
 
 func (eofReadWriter) Read([]byte) (int, error)    { return 0, io.EOF }
 func (eofReadWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// agentChannelFD serves a descriptor variant of a channel the agent opened
+// (fdpass.ForwardedTCPIP and friends): the same checks as agentChannel on
+// the base type and payload, a twin towards the client, then the socket the
+// agent accepted in the container, copied to the client's channel.
+func (st *connState) agentChannelFD(nc gossh.NewChannel, base string, t Target) {
+	fds := st.linkFDs()
+	extra := nc.ExtraData()
+	if fds == nil || len(extra) < 8 {
+		nc.Reject(gossh.Prohibited, "no descriptor connection")
+		return
+	}
+	id := binary.BigEndian.Uint64(extra)
+	if !fds.ReserveAgent(id) {
+		st.log.Warn("the container opened a channel with a descriptor id that is not its own or is in use; refused", "type", nc.ChannelType())
+		nc.Reject(gossh.Prohibited, "bad descriptor id")
+		return
+	}
+	ch, reqs, ok := st.openTowardsClient(nc, base, extra[8:])
+	if !ok {
+		fds.Forget(id)
+		return
+	}
+	ach, areqs, err := nc.Accept()
+	if err != nil {
+		fds.Forget(id)
+		ch.Close()
+		return
+	}
+	go gossh.DiscardRequests(areqs)
+	st.chans.Add(1)
+	go func() {
+		defer st.chans.Done()
+		defer st.recoverPanic("agent channel " + base)
+		_, files, err := fds.Wait(st.life, id, waitFDs, fdpass.Conn)
+		ach.Close()
+		if err != nil {
+			st.log.Warn("the agent did not hand over an accepted connection", "type", base, "err", err)
+			ch.Close()
+			return
+		}
+		conn, err := net.FileConn(files[0])
+		files[0].Close()
+		if err != nil {
+			ch.Close()
+			return
+		}
+		sc := newSocketChannel(conn)
+		st.proxy(base, ch, reqs, sc, sc.done, t, nil)
+	}()
+}

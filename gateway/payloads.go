@@ -201,9 +201,9 @@ func decodeAgentChannel(typ string, extra []byte) error {
 
 // wellFormedAgentChannel refuses, and logs for the admin, a channel open
 // from the agent that decodeAgentChannel refuses.
-func (st *connState) wellFormedAgentChannel(nc gossh.NewChannel) bool {
-	if err := decodeAgentChannel(nc.ChannelType(), nc.ExtraData()); err != nil {
-		st.log.Warn("agent opened a malformed channel", "type", nc.ChannelType(), "err", err)
+func (st *connState) wellFormedAgentChannel(nc gossh.NewChannel, typ string, extra []byte) bool {
+	if err := decodeAgentChannel(typ, extra); err != nil {
+		st.log.Warn("agent opened a malformed channel", "type", typ, "err", err)
 		nc.Reject(gossh.ConnectionFailed, "malformed channel open")
 		return false
 	}

@@ -263,7 +263,7 @@ func FuzzAgentChannel(f *testing.F) {
 			t.Fatalf("%s %q: err %v, want accepted %v", typ, extra, err, want)
 		}
 		nc := &fakeNewChannel{typ: typ, extra: extra}
-		if got := discardState().wellFormedAgentChannel(nc); got != want || nc.rejected == got {
+		if got := discardState().wellFormedAgentChannel(nc, nc.ChannelType(), nc.ExtraData()); got != want || nc.rejected == got {
 			t.Fatalf("%s %q: passed %v (rejected %v), want %v", typ, extra, got, nc.rejected, want)
 		}
 	})

@@ -100,9 +100,11 @@ func (p *pipe) run(ctx context.Context) {
 
 	// client → agent: stdin until the client's EOF, then half-close. With
 	// descriptors, stdin goes to the process's stdin or terminal instead.
+	inDone := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(inDone)
 		if p.off != nil && p.off.input(p) {
 			return
 		}
@@ -139,6 +141,16 @@ func (p *pipe) run(ctx context.Context) {
 			}
 			if req.WantReply {
 				req.Reply(ok && err == nil, nil)
+			}
+		}
+		if !p.session {
+			// A forward's client may write, send EOF and close at once
+			// (the far side had already half-closed, as with -R): what
+			// it sent is still buffered here, and is delivered before
+			// the other side is closed, within a bound.
+			select {
+			case <-inDone:
+			case <-time.After(closedChannelDrain):
 			}
 		}
 		if p.off != nil {
@@ -218,6 +230,10 @@ func (p *pipe) run(ctx context.Context) {
 	}
 	wg.Wait()
 }
+
+// closedChannelDrain bounds the delivery of what a forward's client sent
+// before it closed the channel.
+const closedChannelDrain = 10 * time.Second
 
 // Copy buffer sizes: one SSH packet's worth for the main streams, less for
 // stderr, which is rarely bulk (an idle session holds every buffer it has).

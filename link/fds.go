@@ -157,6 +157,22 @@ func (f *FDs) Reserve() uint64 {
 	return f.next
 }
 
+// ReserveAgent registers an id the agent chose (fdpass.AgentIDBit set) for
+// a channel it opened; false when the id is not the agent's kind or is
+// already waiting.
+func (f *FDs) ReserveAgent(id uint64) bool {
+	if id&fdpass.AgentIDBit == 0 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.waiting[id] != nil {
+		return false
+	}
+	f.waiting[id] = make(chan batch, 1)
+	return true
+}
+
 // Forget gives up on id; descriptors that arrived for it are closed.
 func (f *FDs) Forget(id uint64) {
 	f.mu.Lock()

@@ -14,15 +14,17 @@
 //
 //	byte 0     version (1)
 //	byte 1     kind
-//	bytes 2-9  id, big endian: the gateway's number for the channel the
-//	           descriptors belong to (0 in Hello)
+//	bytes 2-9  id, big endian: the number of the channel the descriptors
+//	           belong to: the gateway's, or the agent's (AgentIDBit set)
+//	           for a channel the agent opened; 0 in Hello
 //	bytes 10-  body: the 32-byte token in Hello, empty otherwise
 //
 //	kind   direction        descriptors
 //	Hello  gateway → agent  none; binds this socket to one SSH link
 //	Pipes  agent → gateway  stdin (write end), stdout, stderr (read ends)
 //	PTY    agent → gateway  the pty master
-//	Conn   agent → gateway  a connected stream socket
+//	Conn   agent → gateway  a connected stream socket (a forward dialled
+//	                        or accepted in the container)
 //	Declined agent → gateway  none: this channel's bytes stay on the link
 //
 // Everything a receiver gets is hostile: a packet that is too long, has
@@ -62,6 +64,50 @@ const (
 	DirectTCPIP       = "direct-tcpip-fd@sygaldry"
 	DirectStreamLocal = "direct-streamlocal-fd@sygaldry"
 )
+
+// The link channel types the agent opens for a connection it accepted in
+// the container (a remote forward, an agent-forwarding client) when the
+// gateway takes the socket: the extra data is an agent-chosen 8-byte id
+// with AgentIDBit set, then the standard extra data of forwarded-tcpip,
+// forwarded-streamlocal@openssh.com or auth-agent@openssh.com. Once the
+// gateway accepts the channel, the agent sends the socket under the id
+// (Conn) and closes the channel.
+const (
+	ForwardedTCPIP       = "forwarded-tcpip-fd@sygaldry"
+	ForwardedStreamLocal = "forwarded-streamlocal-fd@sygaldry"
+	AuthAgent            = "auth-agent-fd@sygaldry"
+)
+
+// AgentIDBit marks ids the agent chose, so they never meet the gateway's.
+const AgentIDBit = 1 << 63
+
+// ForwardedBase maps a descriptor variant to the channel type the client
+// sees; ok is false for any other type.
+func ForwardedBase(typ string) (base string, ok bool) {
+	switch typ {
+	case ForwardedTCPIP:
+		return "forwarded-tcpip", true
+	case ForwardedStreamLocal:
+		return "forwarded-streamlocal@openssh.com", true
+	case AuthAgent:
+		return "auth-agent@openssh.com", true
+	}
+	return "", false
+}
+
+// ForwardedVariant is the descriptor variant of a channel type the agent
+// opens, or "" when it has none.
+func ForwardedVariant(base string) string {
+	switch base {
+	case "forwarded-tcpip":
+		return ForwardedTCPIP
+	case "forwarded-streamlocal@openssh.com":
+		return ForwardedStreamLocal
+	case "auth-agent@openssh.com":
+		return AuthAgent
+	}
+	return ""
+}
 
 // Version is the protocol version in byte 0 of every message.
 const Version = 1
