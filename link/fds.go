@@ -87,12 +87,17 @@ func DialFDs(ctx context.Context, socketPath string, want Peer, cl *gossh.Client
 		c.Close()
 		return nil, ErrNoFDs
 	}
+	return newFDs(c, log), nil
+}
+
+// newFDs serves the descriptor connection c, already bound to its link.
+func newFDs(c *net.UnixConn, log *slog.Logger) *FDs {
 	if log == nil {
 		log = slog.Default()
 	}
 	f := &FDs{c: c, log: log, waiting: make(map[uint64]chan batch), done: make(chan struct{})}
 	go f.read()
-	return f, nil
+	return f
 }
 
 // read delivers each checked message to the channel that reserved its id;
