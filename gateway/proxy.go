@@ -116,6 +116,7 @@ func (p *pipe) run(ctx context.Context) {
 	// channel its request queue closes: tell the agent, which hangs up the
 	// processes (no orphans).
 	clientGone := make(chan struct{})
+	var replied sync.Mutex // held while a client request waits for its reply
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -135,12 +136,17 @@ func (p *pipe) run(ctx context.Context) {
 			if p.off != nil && p.off.local(req) { // window-change on our pty master
 				continue
 			}
+			// Held until the client has its reply: an exit-status or a close
+			// from the agent (a command that ends at once) must not
+			// overtake the reply to the exec that started it.
+			replied.Lock()
 			ok, err := p.agent.SendRequest(req.Type, req.WantReply, req.Payload)
-			if p.off != nil && ok && err == nil {
-				p.off.started(ctx, req.Type) // collects the process's descriptors
-			}
 			if req.WantReply {
 				req.Reply(ok && err == nil, nil)
+			}
+			replied.Unlock()
+			if p.off != nil && ok && err == nil {
+				p.off.started(ctx, req.Type) // collects the process's descriptors
 			}
 		}
 		if !p.session {
@@ -177,6 +183,8 @@ func (p *pipe) run(ctx context.Context) {
 					p.off.exited() // a pty drains for a moment, then stops
 				}
 				<-outDone
+				replied.Lock() // the reply that started it went out first
+				replied.Unlock()
 				if p.onExit != nil {
 					p.onExit(req.Type, req.Payload)
 				}
@@ -199,6 +207,8 @@ func (p *pipe) run(ctx context.Context) {
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
+		replied.Lock()
+		replied.Unlock()
 		sendEOF()
 		p.client.Close()
 	}()
