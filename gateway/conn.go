@@ -354,9 +354,11 @@ func (st *connState) dialFDs(ctx context.Context, l *gossh.Client, t Target) *li
 	if st.s.NoFDPass {
 		return nil
 	}
+	start := time.Now()
 	fds, err := link.DialFDs(ctx, t.SocketPath, t.Peer, l, st.log.With("container", t.Name))
 	switch {
 	case err == nil:
+		st.log.Debug("descriptor socket up", "container", t.Name, "took", time.Since(start))
 		return fds
 	case errors.Is(err, link.ErrNoFDs):
 		st.log.Debug("agent passes no descriptors; the link carries the bytes", "container", t.Name)

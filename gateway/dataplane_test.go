@@ -99,6 +99,13 @@ func newInproc(t *testing.T, fdpass bool) *inproc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveInproc(t, dir, home, sock, ns, fdpass, alog)
+}
+
+// serveInproc serves a gateway whose one project lands in the agent on
+// sock, in pid namespace ns.
+func serveInproc(t testing.TB, dir, home, sock string, ns link.NS, fdpass bool, alog *lockedBuffer) *inproc {
+	t.Helper()
 	target := gateway.Target{Name: "inproc", SocketPath: sock, Peer: link.Peer{Container: "inproc", PidNS: ns}}
 	alice := sshtest.NewKey(t, dir, "alice")
 	cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf(`

@@ -134,7 +134,7 @@ func (o *offload) outputs() {
 	}()
 	go func() {
 		defer o.outWG.Done()
-		p.copyBuf(p.client.Stderr(), errOut, &p.bytesOut, stderrBuf)
+		p.copy(p.client.Stderr(), errOut, &p.bytesOut)
 	}()
 }
 
@@ -145,22 +145,26 @@ func (o *offload) outputs() {
 func (o *offload) copyPTY(master *os.File) {
 	p := o.p
 	defer p.recoverPanic("pty output")
-	buf := make([]byte, 32<<10)
+	chunks := newChunkReader(master) // holds no buffer while quiet (bufpool.go)
 	for {
 		select {
 		case <-o.exit:
 			master.SetReadDeadline(time.Now().Add(o.drain))
 		default:
 		}
-		n, err := master.Read(buf)
-		if n > 0 {
+		chunk, release, err := chunks.next()
+		if n := len(chunk); n > 0 {
 			p.bytesOut.Add(int64(n))
 			if p.activity != nil {
 				p.activity()
 			}
-			if _, werr := p.client.Write(buf[:n]); werr != nil {
+			_, werr := p.client.Write(chunk)
+			release()
+			if werr != nil {
 				return
 			}
+		} else {
+			release()
 		}
 		switch {
 		case err == nil:

@@ -72,7 +72,7 @@ func (p *pipe) run(ctx context.Context) {
 		}()
 		go func() {
 			defer outWG.Done()
-			p.copyBuf(p.client.Stderr(), p.agent.Stderr(), &p.bytesOut, stderrBuf)
+			p.copy(p.client.Stderr(), p.agent.Stderr(), &p.bytesOut)
 		}()
 	}
 	if p.off != nil {
@@ -245,36 +245,28 @@ func (p *pipe) run(ctx context.Context) {
 // before it closed the channel.
 const closedChannelDrain = 10 * time.Second
 
-// Copy buffer sizes: one SSH packet's worth for the main streams, less for
-// stderr, which is rarely bulk (an idle session holds every buffer it has).
-const (
-	copyBuf   = 32 << 10
-	stderrBuf = 4 << 10
-)
-
-// copy moves bytes until EOF or error, counting them.
+// copy moves bytes until EOF or error, counting them. It holds no large
+// buffer while the source is quiet (bufpool.go).
 func (p *pipe) copy(dst io.Writer, src io.Reader, n *atomic.Int64) {
-	p.copyBuf(dst, src, n, copyBuf)
-}
-
-func (p *pipe) copyBuf(dst io.Writer, src io.Reader, n *atomic.Int64, size int) {
 	defer p.recoverPanic("copy")
 	p.point("copy")
-	buf := make([]byte, size)
+	chunks := newChunkReader(src)
 	for {
-		k, err := src.Read(buf)
-		if k > 0 {
+		chunk, release, err := chunks.next()
+		if k := len(chunk); k > 0 {
 			n.Add(int64(k))
 			if p.activity != nil {
 				p.activity()
 			}
-			if _, werr := dst.Write(buf[:k]); werr != nil {
+			if _, werr := dst.Write(chunk); werr != nil {
+				release()
 				// The reader side must still be drained, or the peer's
 				// window never reopens and its writer blocks forever.
 				io.Copy(io.Discard, src)
 				return
 			}
 		}
+		release()
 		if err != nil {
 			return
 		}
