@@ -422,7 +422,7 @@ func (st *connState) agentChannel(nc gossh.NewChannel, t Target) {
 // client asked for it, the payload is well formed) and opens its twin
 // towards the client. On any refusal nc is rejected and ok is false.
 func (st *connState) openTowardsClient(nc gossh.NewChannel, typ string, extra []byte) (gossh.Channel, <-chan *gossh.Request, bool) {
-	if !st.admitAgentChannel(nc) {
+	if !st.admitAgentChannel(nc, typ) { // typ: the plain type, also for a descriptor variant
 		return nil, nil, false
 	}
 	c := st.sshConn()

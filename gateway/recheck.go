@@ -153,9 +153,9 @@ func (st *connState) admitRequest(typ string) bool {
 
 // admitAgentChannel re-checks before a channel the agent opens (a remote
 // forward's connection, agent forwarding) reaches the client.
-func (st *connState) admitAgentChannel(nc gossh.NewChannel) bool {
+func (st *connState) admitAgentChannel(nc gossh.NewChannel, typ string) bool {
 	hookPoint("agent-channel", st.project())
-	if !st.admit("agent channel " + nc.ChannelType()) {
+	if !st.admit("agent channel " + typ) {
 		nc.Reject(gossh.Prohibited, "this connection is being closed")
 		return false
 	}
