@@ -304,6 +304,26 @@ func echoServer(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// echoThrough sends data to the echo server behind addr (a forward that
+// may take a moment to listen), half-closes, and returns what came back.
+func echoThrough(addr string, data []byte) []byte {
+	var got []byte
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && len(got) == 0; time.Sleep(100 * time.Millisecond) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			continue
+		}
+		go func() {
+			c.Write(data)
+			c.(*net.TCPConn).CloseWrite()
+		}()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		got, _ = io.ReadAll(c)
+		c.Close()
+	}
+	return got
+}
+
 func TestDataPlaneLocalForward(t *testing.T) {
 	bothPaths(t, func(t *testing.T, w *inproc) {
 		ctx := ctxT(t, time.Minute)
@@ -319,24 +339,7 @@ func TestDataPlaneLocalForward(t *testing.T) {
 
 		data := make([]byte, 4<<20)
 		rand.Read(data)
-		var got []byte
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lport))
-			if err != nil {
-				continue
-			}
-			go func() {
-				c.Write(data)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-			c.SetReadDeadline(time.Now().Add(20 * time.Second))
-			got, err = io.ReadAll(c)
-			c.Close()
-			if err != nil || len(got) > 0 {
-				break
-			}
-		}
-		if !bytes.Equal(got, data) {
+		if got := echoThrough(fmt.Sprintf("127.0.0.1:%d", lport), data); !bytes.Equal(got, data) {
 			t.Fatalf("the echo through -L returned %d bytes, want the %d sent", len(got), len(data))
 		}
 		// Nothing listens on port 1: the forwarded connection is closed at
@@ -387,21 +390,7 @@ func TestDataPlaneRemoteForwardAndAgent(t *testing.T) {
 		t.Cleanup(func() { fwd.Process.Kill(); fwd.Wait() })
 		data := make([]byte, 2<<20)
 		rand.Read(data)
-		var got []byte
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && len(got) == 0; time.Sleep(100 * time.Millisecond) {
-			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", rport))
-			if err != nil {
-				continue
-			}
-			go func() {
-				c.Write(data)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-			c.SetReadDeadline(time.Now().Add(20 * time.Second))
-			got, _ = io.ReadAll(c)
-			c.Close()
-		}
-		if !bytes.Equal(got, data) {
+		if got := echoThrough(fmt.Sprintf("127.0.0.1:%d", rport), data); !bytes.Equal(got, data) {
 			t.Fatalf("the echo through -R returned %d bytes, want the %d sent", len(got), len(data))
 		}
 

@@ -14,27 +14,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sygaldry/sygaldry/internal/fdpass"
+	"github.com/sygaldry/sygaldry/internal/testenv"
 )
 
 // fdsPair is a gateway-side FDs and the agent's end of its socket.
 func fdsPair(t *testing.T) (*FDs, *net.UnixConn) {
 	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "seqpacket")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*net.UnixConn)
-	}
-	gw, agent := conn(fds[0]), conn(fds[1])
+	gw, agent := testenv.SeqpacketPair(t)
 	f := newFDs(gw, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(func() { agent.Close(); f.Close() })
+	t.Cleanup(func() { f.Close() })
 	return f, agent
 }
 

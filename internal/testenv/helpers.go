@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 // RemoveLabelled force-removes every container carrying TestLabel=id.
@@ -168,4 +170,26 @@ func checkGoroutines(code int) int {
 // only the goroutine check.
 func MainNoEngine(m *testing.M) {
 	os.Exit(checkGoroutines(m.Run()))
+}
+
+// SeqpacketPair returns a connected pair of unix SOCK_SEQPACKET sockets,
+// as between the gateway and an agent's descriptor socket; both are closed
+// when the test ends.
+func SeqpacketPair(t testing.TB) (a, b *net.UnixConn) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "seqpacket")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.(*net.UnixConn)
+	}
+	return conn(fds[0]), conn(fds[1])
 }
