@@ -163,15 +163,26 @@ func NewManager(opts Options) (*Manager, error) {
 	return newManager(api, closer, opts)
 }
 
+// DefaultAgentPath is where the agent binary is when nothing says
+// otherwise: sygaldry-agent next to the running executable (make build puts
+// all three binaries in bin/).
+func DefaultAgentPath() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find sygaldry-agent: %w", err)
+	}
+	return filepath.Join(filepath.Dir(exe), "sygaldry-agent"), nil
+}
+
 func newManager(api dockerAPI, closer io.Closer, opts Options) (*Manager, error) {
 	opts.StorageRoot = or(opts.StorageRoot, config.DefaultStorageRoot)
 	opts.StateDir = or(opts.StateDir, config.DefaultStateDir)
 	if opts.AgentPath == "" {
-		exe, err := os.Executable()
+		p, err := DefaultAgentPath()
 		if err != nil {
-			return nil, fmt.Errorf("find sygaldry-agent: %w", err)
+			return nil, err
 		}
-		opts.AgentPath = filepath.Join(filepath.Dir(exe), "sygaldry-agent")
+		opts.AgentPath = p
 	}
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = DefaultReadyTimeout

@@ -71,11 +71,11 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 	}
 	agentPath := cfg.Server.AgentPath
 	if agentPath == "" {
-		exe, err := os.Executable()
+		p, err := container.DefaultAgentPath()
 		if err != nil {
-			return fmt.Errorf("find own executable: %w", err)
+			return err
 		}
-		agentPath = filepath.Join(filepath.Dir(exe), "sygaldry-agent")
+		agentPath = p
 	}
 	if _, err := os.Stat(agentPath); err != nil {
 		return fmt.Errorf("agent binary: %w (build it with `make build`, or set server.agent_path)", err)

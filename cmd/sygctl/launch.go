@@ -217,11 +217,11 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 
 	agentPath := *agent
 	if agentPath == "" {
-		exe, err := os.Executable()
+		p, err := container.DefaultAgentPath()
 		if err != nil {
-			return bad("cannot find sygaldry-agent: %v; pass --agent", err)
+			return bad("%v; pass --agent", err)
 		}
-		agentPath = filepath.Join(filepath.Dir(exe), "sygaldry-agent")
+		agentPath = p
 	}
 	if agentPath, err = filepath.Abs(agentPath); err != nil {
 		return bad("%v", err)
