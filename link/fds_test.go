@@ -7,10 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
 	"github.com/sygaldry/sygaldry/internal/fdpass"
@@ -24,25 +24,6 @@ func fdsPair(t *testing.T) (*FDs, *net.UnixConn) {
 	f := newFDs(gw, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(func() { f.Close() })
 	return f, agent
-}
-
-// writeEnd returns a pipe's write end to send and its read end, which sees
-// EOF once every copy of the write end is closed.
-func writeEnd(t *testing.T) (r, w *os.File) {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close(); w.Close() })
-	return r, w
-}
-
-func closedEverywhere(t *testing.T, r *os.File) bool {
-	t.Helper()
-	r.SetReadDeadline(time.Now().Add(3 * time.Second))
-	_, err := r.Read(make([]byte, 1))
-	return err == io.EOF
 }
 
 func TestFDsUnsolicitedAreClosed(t *testing.T) {
@@ -73,7 +54,7 @@ func hungUp(slave *os.File) bool {
 func TestFDsWrongKindIsClosedAndWaitFails(t *testing.T) {
 	f, agent := fdsPair(t)
 	id := f.Reserve()
-	r, w := writeEnd(t)
+	r, w := testenv.Pipe(t)
 	// A pipe's write end as a pty master: Check refuses it.
 	if err := fdpass.Send(agent, fdpass.Message{Kind: fdpass.PTY, ID: id}, w); err != nil {
 		t.Fatal(err)
@@ -83,7 +64,7 @@ func TestFDsWrongKindIsClosedAndWaitFails(t *testing.T) {
 		fdpass.CloseAll(files)
 		t.Fatal("Wait accepted a pipe as a pty master")
 	}
-	if !closedEverywhere(t, r) {
+	if !testenv.WritersGone(r) {
 		t.Error("a descriptor of the wrong kind was kept open")
 	}
 }
@@ -158,30 +139,21 @@ func TestFDsAgentIDs(t *testing.T) {
 	}
 }
 
-// openPTY opens a pty pair without a library: /dev/ptmx, unlock, open the
-// slave by number.
+// openPTY opens a pty pair whose slave is non-blocking, so a read of it
+// honours a deadline.
 func openPTY() (master, slave *os.File, err error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	m, s, err := pty.Open()
 	if err != nil {
 		return nil, nil, err
 	}
-	fd := int(m.Fd())
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		return nil, nil, err
+	defer s.Close()
+	sfd, err := unix.FcntlInt(s.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err == nil {
+		err = unix.SetNonblock(sfd, true)
 	}
-	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	s, err := os.OpenFile("/dev/pts/"+strconv.FormatUint(uint64(n), 10), os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		m.Close()
 		return nil, nil, err
 	}
-	sfd, _ := unix.Dup(int(s.Fd()))
-	s.Close()
-	unix.SetNonblock(sfd, true)
-	return m, os.NewFile(uintptr(sfd), "pts"), nil
+	return m, os.NewFile(uintptr(sfd), s.Name()), nil
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
@@ -18,30 +17,11 @@ import (
 // pair is a connected SOCK_SEQPACKET pair, as between gateway and agent.
 func pair(t *testing.T) (a, b *net.UnixConn) { return testenv.SeqpacketPair(t) }
 
-func pipes(t *testing.T) (r, w *os.File) {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close(); w.Close() })
-	return r, w
-}
-
-// sawEOF reports whether every copy of the pipe's write end is closed: the
-// read end sees EOF only then.
-func sawEOF(t *testing.T, r *os.File) bool {
-	t.Helper()
-	r.SetReadDeadline(time.Now().Add(2 * time.Second))
-	_, err := r.Read(make([]byte, 1))
-	return err == io.EOF
-}
-
 func TestRoundTripPipes(t *testing.T) {
 	a, b := pair(t)
-	inR, inW := pipes(t)
-	outR, outW := pipes(t)
-	errR, _ := pipes(t)
+	inR, inW := testenv.Pipe(t)
+	outR, outW := testenv.Pipe(t)
+	errR, _ := testenv.Pipe(t)
 	if err := Send(a, Message{Kind: Pipes, ID: 7}, inW, outR, errR); err != nil {
 		t.Fatal(err)
 	}
@@ -135,14 +115,14 @@ func TestMalformedMessagesCloseTheirDescriptors(t *testing.T) {
 	for name, mk := range cases {
 		t.Run(name, func(t *testing.T) {
 			a, b := pair(t)
-			r, w := pipes(t)
+			r, w := testenv.Pipe(t)
 			raw, files := mk(w)
 			sendRaw(t, a, raw, files...)
 			w.Close() // our copy; only the one in flight is left
 			if _, got, err := Receive(b); !errors.Is(err, ErrMalformed) || got != nil {
 				t.Fatalf("err %v, %d files; want ErrMalformed and none", err, len(got))
 			}
-			if !sawEOF(t, r) {
+			if !testenv.WritersGone(r) {
 				t.Error("the receiver kept a descriptor of a refused message open")
 			}
 			// The connection is still usable afterwards.
@@ -157,7 +137,7 @@ func TestMalformedMessagesCloseTheirDescriptors(t *testing.T) {
 }
 
 func TestCheckRefusesTheWrongKinds(t *testing.T) {
-	r, w := pipes(t)
+	r, w := testenv.Pipe(t)
 	file, err := os.CreateTemp(t.TempDir(), "f")
 	if err != nil {
 		t.Fatal(err)

@@ -193,3 +193,23 @@ func SeqpacketPair(t testing.TB) (a, b *net.UnixConn) {
 	}
 	return conn(fds[0]), conn(fds[1])
 }
+
+// Pipe returns a pipe, closed when the test ends.
+func Pipe(t testing.TB) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+// WritersGone reports whether every copy of the pipe's write end is closed
+// (the caller's, and any handed elsewhere): only then does the read end r
+// see EOF. It waits at most 3 seconds.
+func WritersGone(r *os.File) bool {
+	r.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, err := r.Read(make([]byte, 1))
+	return err == io.EOF
+}
