@@ -1,14 +1,12 @@
 package agent
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -272,41 +270,16 @@ func (c *linkConn) serveDirectFD(nch ssh.NewChannel) {
 		nch.Reject(ssh.Prohibited, "no descriptor connection")
 		return
 	}
-	var network, addr string
-	var log *slog.Logger
+	network := "unix"
 	if nch.ChannelType() == fdpass.DirectTCPIP {
-		m, err := decodeDirectTCPIP(extra[8:])
-		if err != nil {
-			nch.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
-			return
-		}
-		network, addr = "tcp", net.JoinHostPort(m.Host, strconv.FormatUint(uint64(m.Port), 10))
-		log = c.channelLog("direct-tcpip").With("addr", addr)
-	} else {
-		m, err := decodeDirectStreamLocal(extra[8:])
-		if err != nil {
-			nch.Reject(ssh.ConnectionFailed, "malformed direct-streamlocal request")
-			return
-		}
-		network, addr = "unix", m.Path
-		log = c.channelLog("direct-streamlocal").With("path", addr)
+		network = "tcp"
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, orDefault(c.srv.DialTimeout, defaultDialTimeout))
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, addr)
-	cancel()
-	if err != nil {
-		nch.Reject(ssh.ConnectionFailed, "connect failed: "+shortNetError(err))
-		log.Info("channel rejected", "err", err)
+	conn, log, ok := c.dialDirect(nch, network, extra[8:]) // forward.go
+	if !ok {
 		return
 	}
 	defer conn.Close()
-	f, err := conn.(interface{ File() (*os.File, error) }).File()
-	if err == nil {
-		err = c.sendFDs(fdpass.Conn, id, f)
-		f.Close()
-	}
-	if err != nil {
+	if err := c.sendConn(id, conn); err != nil {
 		nch.Reject(ssh.ConnectionFailed, "connect failed: the agent could not hand the connection over")
 		log.Warn("handing a forward's socket to the gateway failed", "err", err)
 		return
@@ -318,6 +291,17 @@ func (c *linkConn) serveDirectFD(nch ssh.NewChannel) {
 	go ssh.DiscardRequests(reqs)
 	ch.Close()
 	log.Info("connection handed to the gateway")
+}
+
+// sendConn hands a connected socket to the gateway under id; the caller
+// still closes conn.
+func (c *linkConn) sendConn(id uint64, conn net.Conn) error {
+	f, err := conn.(interface{ File() (*os.File, error) }).File()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return c.sendFDs(fdpass.Conn, id, f)
 }
 
 // handOver gives the gateway a connection accepted in the container (a
@@ -339,12 +323,7 @@ func (c *linkConn) handOver(log *slog.Logger, kind string, extra []byte, conn ne
 	}
 	go ssh.DiscardRequests(reqs)
 	defer ch.Close()
-	f, err := conn.(interface{ File() (*os.File, error) }).File()
-	if err == nil {
-		err = c.sendFDs(fdpass.Conn, id, f)
-		f.Close()
-	}
-	if err != nil {
+	if err := c.sendConn(id, conn); err != nil {
 		log.Warn("handing a connection to the gateway failed", "err", err)
 		return true
 	}

@@ -36,37 +36,20 @@ type directStreamLocalMsg struct {
 }
 
 func (c *linkConn) serveDirectTCPIP(nch ssh.NewChannel) {
-	m, err := decodeDirectTCPIP(nch.ExtraData())
-	if err != nil {
-		nch.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
-		return
-	}
-	addr := net.JoinHostPort(m.Host, strconv.FormatUint(uint64(m.Port), 10))
-	c.dialAndJoin(nch, "tcp", addr, c.channelLog("direct-tcpip").With("addr", addr,
-		"origin", net.JoinHostPort(m.OrigHost, strconv.FormatUint(uint64(m.OrigPort), 10))))
+	c.serveDirect(nch, "tcp", nch.ExtraData())
 }
 
 func (c *linkConn) serveDirectStreamLocal(nch ssh.NewChannel) {
-	m, err := decodeDirectStreamLocal(nch.ExtraData())
-	if err != nil {
-		nch.Reject(ssh.ConnectionFailed, "malformed direct-streamlocal request")
-		return
-	}
-	c.dialAndJoin(nch, "unix", m.Path, c.channelLog("direct-streamlocal").With("path", m.Path))
+	c.serveDirect(nch, "unix", nch.ExtraData())
 }
 
-// dialAndJoin dials before accepting the channel so that a failure becomes a
-// ConnectionFailed rejection the client reports ("open failed: connect
-// failed: connection refused"), exactly like sshd.
-func (c *linkConn) dialAndJoin(nch ssh.NewChannel, network, addr string, log *slog.Logger) {
+// serveDirect dials what a direct-tcpip (network "tcp") or
+// direct-streamlocal ("unix") open with payload extra asks for and joins it
+// to the channel.
+func (c *linkConn) serveDirect(nch ssh.NewChannel, network string, extra []byte) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(c.ctx, orDefault(c.srv.DialTimeout, defaultDialTimeout))
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, addr)
-	cancel()
-	if err != nil {
-		nch.Reject(ssh.ConnectionFailed, "connect failed: "+shortNetError(err))
-		log.Info("channel rejected", "err", err)
+	conn, log, ok := c.dialDirect(nch, network, extra)
+	if !ok {
 		return
 	}
 	ch, reqs, err := nch.Accept()
@@ -77,6 +60,43 @@ func (c *linkConn) dialAndJoin(nch ssh.NewChannel, network, addr string, log *sl
 	}
 	in, out := bicopy(ch, reqs, conn)
 	log.Info("channel closed", "bytes_in", in, "bytes_out", out, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+// dialDirect decodes a direct-tcpip or direct-streamlocal payload and dials
+// it inside the container before the channel is accepted, so that a
+// failure becomes a ConnectionFailed rejection the client reports ("open
+// failed: connect failed: connection refused"), exactly like sshd. On any
+// failure nch is rejected and ok is false.
+func (c *linkConn) dialDirect(nch ssh.NewChannel, network string, extra []byte) (conn net.Conn, log *slog.Logger, ok bool) {
+	var addr string
+	if network == "tcp" {
+		m, err := decodeDirectTCPIP(extra)
+		if err != nil {
+			nch.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
+			return nil, nil, false
+		}
+		addr = net.JoinHostPort(m.Host, strconv.FormatUint(uint64(m.Port), 10))
+		log = c.channelLog("direct-tcpip").With("addr", addr,
+			"origin", net.JoinHostPort(m.OrigHost, strconv.FormatUint(uint64(m.OrigPort), 10)))
+	} else {
+		m, err := decodeDirectStreamLocal(extra)
+		if err != nil {
+			nch.Reject(ssh.ConnectionFailed, "malformed direct-streamlocal request")
+			return nil, nil, false
+		}
+		addr = m.Path
+		log = c.channelLog("direct-streamlocal").With("path", addr)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, orDefault(c.srv.DialTimeout, defaultDialTimeout))
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		nch.Reject(ssh.ConnectionFailed, "connect failed: "+shortNetError(err))
+		log.Info("channel rejected", "err", err)
+		return nil, nil, false
+	}
+	return conn, log, true
 }
 
 // shortNetError turns a dial error into the few words a user sees after
