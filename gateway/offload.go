@@ -190,16 +190,13 @@ func (o *offload) input(p *pipe) bool {
 	if files == nil {
 		return false
 	}
-	if pty {
-		// A terminal has no half-close: at the client's EOF we stop
-		// writing, like sshd.
-		p.copy(files[0], p.client, &p.bytesIn)
-		return true
-	}
-	// Client EOF closes stdin, so cat, sort and sha256sum finish; the
-	// output keeps flowing (half-close).
 	p.copy(files[0], p.client, &p.bytesIn)
-	files[0].Close()
+	if !pty {
+		// Client EOF closes stdin, so cat, sort and sha256sum finish; the
+		// output keeps flowing (half-close). A terminal has no half-close:
+		// at the client's EOF we just stop writing, like sshd.
+		files[0].Close()
+	}
 	return true
 }
 
@@ -294,28 +291,35 @@ func (st *connState) forwardFD(nc gossh.NewChannel, l *gossh.Client, fds *link.F
 	}
 	go gossh.DiscardRequests(areqs)
 	ach.Close()
-	_, files, err := fds.Wait(st.life, id, waitFDs, fdpass.Conn)
+	sc, err := takeSocket(st.life, fds, id)
 	if err != nil {
 		st.log.Warn("the agent did not hand over a forward's socket", "container", t.Name, "err", err)
 		nc.Reject(gossh.ConnectionFailed, "connect failed: the container did not hand the connection over")
 		return
 	}
-	conn, err := net.FileConn(files[0])
-	files[0].Close()
-	if err != nil {
-		st.log.Warn("forward socket unusable", "container", t.Name, "err", err)
-		nc.Reject(gossh.ConnectionFailed, "connect failed")
-		return
-	}
 	ch, reqs, err := nc.Accept()
 	if err != nil {
-		conn.Close()
+		sc.Close()
 		return
 	}
-	sc := newSocketChannel(conn)
 	st.proxy(nc.ChannelType(), ch, reqs, sc, sc.done, t, func(_ *pipe, sess *sessions.Session) {
 		sess.SetKind(nc.ChannelType(), forwardTarget(nc.ChannelType(), nc.ExtraData()))
 	})
+}
+
+// takeSocket collects the connected socket the agent sent under id
+// (fdpass.Conn, checked by link.FDs) as a socketChannel.
+func takeSocket(ctx context.Context, fds *link.FDs, id uint64) (*socketChannel, error) {
+	_, files, err := fds.Wait(ctx, id, waitFDs, fdpass.Conn)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := net.FileConn(files[0])
+	files[0].Close()
+	if err != nil {
+		return nil, err
+	}
+	return newSocketChannel(conn), nil
 }
 
 // socketChannel lets a pipe join a client channel to a socket as if the
@@ -422,20 +426,13 @@ func (st *connState) agentChannelFD(nc gossh.NewChannel, base string, t Target) 
 	go func() {
 		defer st.chans.Done()
 		defer st.recoverPanic("agent channel " + base)
-		_, files, err := fds.Wait(st.life, id, waitFDs, fdpass.Conn)
+		sc, err := takeSocket(st.life, fds, id)
 		ach.Close()
 		if err != nil {
 			st.log.Warn("the agent did not hand over an accepted connection", "type", base, "err", err)
 			ch.Close()
 			return
 		}
-		conn, err := net.FileConn(files[0])
-		files[0].Close()
-		if err != nil {
-			ch.Close()
-			return
-		}
-		sc := newSocketChannel(conn)
 		st.proxy(base, ch, reqs, sc, sc.done, t, nil)
 	}()
 }

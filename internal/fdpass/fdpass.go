@@ -266,7 +266,7 @@ func Receive(c *net.UnixConn) (Message, []*os.File, error) {
 	}
 	files, perr := filesOf(oob[:oobn])
 	if flags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) != 0 || perr != nil {
-		closeAll(files)
+		CloseAll(files)
 		return Message{}, nil, fmt.Errorf("%w: packet or descriptors cut off (flags %#x, %v)", ErrMalformed, flags, perr)
 	}
 	if n == 0 && len(files) == 0 {
@@ -275,7 +275,7 @@ func Receive(c *net.UnixConn) (Message, []*os.File, error) {
 	}
 	m, err := Decode(buf[:n], len(files))
 	if err != nil {
-		closeAll(files)
+		CloseAll(files)
 		return Message{}, nil, err
 	}
 	return m, files, nil
@@ -312,11 +312,9 @@ func filesOf(oob []byte) ([]*os.File, error) {
 	return files, bad
 }
 
-func closeAll(files []*os.File) {
+// CloseAll closes files, ignoring errors.
+func CloseAll(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
 }
-
-// CloseAll closes files, ignoring errors.
-func CloseAll(files []*os.File) { closeAll(files) }
