@@ -8,18 +8,18 @@ import (
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/admin/client"
 	"github.com/sygaldry/sygaldry/config"
-	sygcontainer "github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/gateway"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 // oneGPU is a host with the one healthy GPU of that UUID, for the lease
 // table and for the admin API's inventory.
 type oneGPU string
 
-func (g oneGPU) GPUs() ([]sygcontainer.GPU, error) {
-	return []sygcontainer.GPU{{UUID: string(g), Index: 0, Healthy: true}}, nil
+func (g oneGPU) GPUs() ([]workspace.GPU, error) {
+	return []workspace.GPU{{UUID: string(g), Index: 0, Healthy: true}}, nil
 }
 
 type oneGPUReport string
@@ -34,11 +34,11 @@ func (g oneGPUReport) GPUs(context.Context) admin.GPUReport {
 // use while a connection holds it.
 func TestAdminGPUsNamesLeaseHolder(t *testing.T) {
 	const uuid = "GPU-7e57a11c-0000-4000-8000-000000000001"
-	var mopts sygcontainer.Options
-	w := newWorld(t, withManager(func(o *sygcontainer.Options) {
+	var mopts workspace.Options
+	w := newWorld(t, withManager(func(o *workspace.Options) {
 		// As a container made with this GPU would carry it.
-		o.Labels[sygcontainer.LabelGPUs] = uuid
-		o.Labels[sygcontainer.LabelGPUMode] = config.GPUShared
+		o.Labels[workspace.LabelGPUs] = uuid
+		o.Labels[workspace.LabelGPUMode] = config.GPUShared
 		mopts = *o
 	}))
 	ctx := ctxT(t, 2*time.Minute)
@@ -47,7 +47,7 @@ func TestAdminGPUsNamesLeaseHolder(t *testing.T) {
 	}
 
 	mopts.GPUs = oneGPU(uuid)
-	m2, err := sygcontainer.NewManager(mopts)
+	m2, err := workspace.NewManager(mopts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,18 +6,18 @@ import (
 
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/config"
-	"github.com/sygaldry/sygaldry/container"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 // ManagerContainers adapts the container manager to what the gateway needs.
-func ManagerContainers(m *container.Manager) Containers { return managerContainers{m} }
+func ManagerContainers(m *workspace.Manager) Containers { return managerContainers{m} }
 
-type managerContainers struct{ m *container.Manager }
+type managerContainers struct{ m *workspace.Manager }
 
 func (c managerContainers) Ensure(ctx context.Context, p config.Resolved, user string, progress io.Writer) (Target, error) {
 	inst, err := c.m.Ensure(ctx, p, user, progress)
 	if err != nil {
-		return Target{}, UserError(container.UserMessage(err), err)
+		return Target{}, UserError(workspace.UserMessage(err), err)
 	}
 	return Target{Name: inst.Name, SocketPath: inst.SocketPath, Peer: inst.Peer}, nil
 }
@@ -29,9 +29,9 @@ func (c managerContainers) Release(name string) { c.m.Release(name) }
 func (c managerContainers) LoginNotice(name string) string { return c.m.LoginNotice(name) }
 
 // AdminContainers adapts the container manager to the admin API's listing.
-func AdminContainers(m *container.Manager) admin.Containers { return adminContainers{m} }
+func AdminContainers(m *workspace.Manager) admin.Containers { return adminContainers{m} }
 
-type adminContainers struct{ m *container.Manager }
+type adminContainers struct{ m *workspace.Manager }
 
 func (a adminContainers) List(ctx context.Context) ([]admin.ContainerInfo, error) {
 	all, err := a.m.List(ctx)
@@ -42,7 +42,7 @@ func (a adminContainers) List(ctx context.Context) ([]admin.ContainerInfo, error
 	for _, c := range all {
 		out = append(out, admin.ContainerInfo{
 			Name: c.Name, Project: c.Project, User: c.User, State: c.State,
-			Image: c.Image, Created: c.Created, UpToDate: c.Spec == container.SpecCurrent,
+			Image: c.Image, Created: c.Created, UpToDate: c.Spec == workspace.SpecCurrent,
 		})
 	}
 	return out, nil
@@ -52,9 +52,9 @@ func (a adminContainers) List(ctx context.Context) ([]admin.ContainerInfo, error
 // API, which names each GPU's holders with them: the leases, each after a
 // fresh probe of its container's GPU access, and the containers made before
 // leases (mode "unknown").
-func AdminGPULeases(m *container.Manager) admin.GPULeases { return adminGPULeases{m} }
+func AdminGPULeases(m *workspace.Manager) admin.GPULeases { return adminGPULeases{m} }
 
-type adminGPULeases struct{ m *container.Manager }
+type adminGPULeases struct{ m *workspace.Manager }
 
 func (a adminGPULeases) GPULeases(ctx context.Context) []admin.GPULease {
 	ls := a.m.GPUHolders(ctx)

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	sygcontainer "github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/gpu"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 // On a host without NVIDIA GPUs (the NVML library cannot be loaded), a
@@ -23,7 +23,7 @@ func TestGPUProjectOnHostWithoutGPUs(t *testing.T) {
 	t.Cleanup(func() { inv.Close() })
 	w := newWorld(t,
 		withProjectTOML("gpus = 1"),
-		withManager(func(o *sygcontainer.Options) { o.GPUs = sygcontainer.NVMLInventory(inv) }))
+		withManager(func(o *workspace.Options) { o.GPUs = workspace.NVMLInventory(inv) }))
 	ctx := ctxT(t, 2*time.Minute)
 
 	r := sshtest.Run(t, w.client(w.alice).SSH(ctx, "true"), nil)

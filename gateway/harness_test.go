@@ -20,11 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sygaldry/sygaldry/config"
-	sygcontainer "github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/gateway"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/sessions"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 // world is a real gateway on 127.0.0.1 with a real container manager on the
@@ -39,7 +39,7 @@ type world struct {
 	state    string
 	cfg      *config.Config
 	doc      string // the config file's text, for reload tests
-	mgr      *sygcontainer.Manager
+	mgr      *workspace.Manager
 	gw       *gateway.Server
 	registry *sessions.Registry
 	history  *sessions.History // nil unless the world keeps one
@@ -58,7 +58,7 @@ type worldTOML struct {
 	tail    strings.Builder // tables at the end
 	logs    io.Writer       // also gets the gateway's log; nil: none
 	history bool            // keep a session history (world.history)
-	manager func(*sygcontainer.Options)
+	manager func(*workspace.Options)
 }
 
 type worldOpt func(*worldTOML)
@@ -74,7 +74,7 @@ func withServerTOML(lines string) worldOpt {
 }
 
 // withManager changes the container manager's options before it is made.
-func withManager(f func(*sygcontainer.Options)) worldOpt {
+func withManager(f func(*workspace.Options)) worldOpt {
 	return func(w *worldTOML) { w.manager = f }
 }
 
@@ -154,13 +154,13 @@ keys = [%q]
 		logw = io.MultiWriter(logw, extra.logs)
 	}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	mopts := sygcontainer.OptionsFromConfig(cfg)
+	mopts := workspace.OptionsFromConfig(cfg)
 	mopts.Labels = map[string]string{testenv.TestLabel: w.testID}
 	mopts.Logger = log
 	if extra.manager != nil {
 		extra.manager(&mopts)
 	}
-	w.mgr, err = sygcontainer.NewManager(mopts)
+	w.mgr, err = workspace.NewManager(mopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func (w *world) client(key sshtest.Key, login ...string) sshtest.Client {
 // container user), to look at it from outside the gateway.
 func (w *world) dockerExec(user string, args ...string) string {
 	w.t.Helper()
-	name := sygcontainer.ContainerName(w.project, user)
+	name := workspace.ContainerName(w.project, user)
 	out, err := exec.Command("docker", append([]string{"exec", name}, args...)...).CombinedOutput()
 	if err != nil {
 		w.t.Fatalf("docker exec %v: %v\n%s", args, err, out)

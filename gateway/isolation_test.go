@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	sygcontainer "github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 // httpGet fetches url, retrying while the forward comes up.
@@ -54,7 +54,7 @@ func TestContainersCannotReachEachOther(t *testing.T) {
 	sshtest.Must(t, bob.SSH(ctx, serve), nil)
 	sshtest.Must(t, alice.SSH(ctx, serve), nil)
 
-	ci, err := w.docker.ContainerInspect(ctx, sygcontainer.ContainerName(w.project, "bob"))
+	ci, err := w.docker.ContainerInspect(ctx, workspace.ContainerName(w.project, "bob"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestForkBombAndMemoryHogContained(t *testing.T) {
 	sshtest.Must(t, alice.SSH(ctx, "true"), nil)
 	bobOK("before")
 
-	hc, err := w.docker.ContainerInspect(ctx, sygcontainer.ContainerName(w.project, "alice"))
+	hc, err := w.docker.ContainerInspect(ctx, workspace.ContainerName(w.project, "alice"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,10 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sygaldry/sygaldry/config"
-	sygcontainer "github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/gateway"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 // noContainers fails every Ensure: the tests here never get that far, or
@@ -408,7 +408,7 @@ func TestHostKeysPersist(t *testing.T) {
 func TestEngineDownTellsTheUser(t *testing.T) {
 	sshtest.Require(t, "ssh")
 	dir := testenv.ShortTempDir(t)
-	mgr, err := sygcontainer.NewManager(sygcontainer.Options{
+	mgr, err := workspace.NewManager(workspace.Options{
 		Host: "unix://" + filepath.Join(dir, "no-docker.sock"), StorageRoot: filepath.Join(dir, "s"),
 		StateDir: filepath.Join(dir, "st"), AgentPath: "/bin/true",
 	})

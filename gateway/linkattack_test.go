@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	sygcontainer "github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/link"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 // The link-directory attacks of the isolation issue, as a user would make
@@ -22,14 +22,14 @@ func TestLinkTamperingReachesNoOtherContainer(t *testing.T) {
 	ctx := ctxT(t, 5*time.Minute)
 	alice := w.client(w.alice)
 	carol := w.client(w.carol, "other")
-	victim := sygcontainer.ContainerName("other", "carol")
+	victim := workspace.ContainerName("other", "carol")
 
 	// carol's container runs and its agent socket exists on the host.
 	sshtest.Must(t, carol.SSH(ctx, "true"), nil)
 	sshtest.Must(t, alice.SSH(ctx, "true"), nil)
-	victimSocket := sygcontainer.LinkDir(w.state, victim) + "/" + link.SocketName
+	victimSocket := workspace.LinkDir(w.state, victim) + "/" + link.SocketName
 
-	const sock = sygcontainer.LinkTarget + "/" + link.SocketName
+	const sock = workspace.LinkTarget + "/" + link.SocketName
 	const verifyLine = "could not be verified, so nothing was sent to it"
 	cases := []struct {
 		name   string
@@ -37,14 +37,14 @@ func TestLinkTamperingReachesNoOtherContainer(t *testing.T) {
 	}{
 		{"relative symlink", "rm " + sock + " && ln -s ../" + victim + "/agent.sock " + sock},
 		{"absolute host symlink", "rm " + sock + " && ln -s " + victimSocket + " " + sock},
-		{"hard link", "ln " + sock + " " + sygcontainer.LinkTarget + "/copy.sock"},
-		{"socket of another process", "rm " + sock + " && (" + sygcontainer.AgentTarget +
+		{"hard link", "ln " + sock + " " + workspace.LinkTarget + "/copy.sock"},
+		{"socket of another process", "rm " + sock + " && (" + workspace.AgentTarget +
 			" serve --listen " + sock + " >/dev/null 2>&1 &) && sleep 1 && test -S " + sock},
 		{"regular file", "rm " + sock + " && echo x > " + sock},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := exec.CommandContext(ctx, "docker", "exec", sygcontainer.ContainerName(w.project, "alice"), "sh", "-c", tc.tamper).CombinedOutput()
+			out, err := exec.CommandContext(ctx, "docker", "exec", workspace.ContainerName(w.project, "alice"), "sh", "-c", tc.tamper).CombinedOutput()
 			if err != nil {
 				t.Fatalf("tamper: %v\n%s", err, out)
 			}
@@ -63,8 +63,8 @@ func TestLinkTamperingReachesNoOtherContainer(t *testing.T) {
 			}
 			// Put alice's own container right again, as she would: clear
 			// the directory and restart the container.
-			w.dockerExec("alice", "sh", "-c", "rm -f "+sygcontainer.LinkTarget+"/*")
-			if out, err := exec.CommandContext(ctx, "docker", "restart", "-t", "1", sygcontainer.ContainerName(w.project, "alice")).CombinedOutput(); err != nil {
+			w.dockerExec("alice", "sh", "-c", "rm -f "+workspace.LinkTarget+"/*")
+			if out, err := exec.CommandContext(ctx, "docker", "restart", "-t", "1", workspace.ContainerName(w.project, "alice")).CombinedOutput(); err != nil {
 				t.Fatalf("restart: %v\n%s", err, out)
 			}
 			r = sshtest.Run(t, alice.SSH(ctx, "hostname"), nil)

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/sygaldry/sygaldry/config"
-	sygcontainer "github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 // A container that lost its GPUs while running, through the real OpenSSH
@@ -40,16 +40,16 @@ func TestNVMLLostThroughOpenSSH(t *testing.T) {
 	}
 	w := newWorld(t,
 		withProjectTOML("mounts = ["+strings.Join(mounts, ", ")+"]"),
-		withManager(func(o *sygcontainer.Options) {
+		withManager(func(o *workspace.Options) {
 			// The lease label a container made with this GPU carries; the
 			// project asks the engine for none (this host has no GPU).
-			o.Labels[sygcontainer.LabelGPUs] = uuid
-			o.Labels[sygcontainer.LabelGPUMode] = config.GPUShared
+			o.Labels[workspace.LabelGPUs] = uuid
+			o.Labels[workspace.LabelGPUMode] = config.GPUShared
 			o.GPUs = oneGPU(uuid)
 		}))
 	ctx := ctxT(t, 3*time.Minute)
 	c := w.client(w.alice)
-	name := sygcontainer.ContainerName(w.project, "alice")
+	name := workspace.ContainerName(w.project, "alice")
 
 	live := startLive(t, ctx, c) // makes the container and stays inside
 	first := w.containers(ctx, "alice")
@@ -59,7 +59,7 @@ func TestNVMLLostThroughOpenSSH(t *testing.T) {
 
 	r := sshtest.Run(t, c.SSH(ctx, "-tt"), []byte("echo marker-$((6*7)); exit\n"))
 	lines := strings.Split(r.Stdout, "\n")
-	if r.Code != 0 || lines[0] != "sygaldry: "+sygcontainer.NVMLLostNotice+"\r" {
+	if r.Code != 0 || lines[0] != "sygaldry: "+workspace.NVMLLostNotice+"\r" {
 		t.Fatalf("interactive login: exit %d, first line %q\nstdout %q\nstderr %q", r.Code, lines[0], r.Stdout, r.Stderr)
 	}
 	if !strings.Contains(r.Stdout, "marker-42") {

@@ -30,7 +30,7 @@ type LeaseHolder struct {
 // container leases it, else 0) and sygaldry_gpu_lease_holders{project} (how
 // many of a project's containers lease it; no sample for a free GPU).
 // leases lists the leases held now, one LeaseHolder per container and GPU
-// (package container's lease table, adapted in cmd/gateway).
+// (package workspace's lease table, adapted in cmd/gateway).
 func (c *Collector) WithLeases(leases func() []LeaseHolder) *Collector {
 	c.leases = leases
 	return c

@@ -14,7 +14,7 @@
 //   - the listening process (SO_PEERCRED) must be in the pid namespace and
 //     the cgroup of the container the engine reported;
 //   - the agent must present the host key the gateway generated for that
-//     container, which only that container can read (see container/).
+//     container, which only that container can read (see workspace/).
 //
 // The user was authenticated by the gateway, so the inner hop uses no client
 // auth.

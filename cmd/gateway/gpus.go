@@ -6,8 +6,8 @@ import (
 	"os"
 
 	"github.com/sygaldry/sygaldry/admin"
-	"github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/gpu"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 // nvmlLibraryEnv names the NVML shared library to load instead of the
@@ -36,7 +36,7 @@ func openGPUs(log *slog.Logger) *gpu.Inventory {
 // the gateway manages that processes run in.
 type adminGPUs struct {
 	inv  *gpu.Inventory
-	list func(context.Context) ([]container.Info, error)
+	list func(context.Context) ([]workspace.Info, error)
 	log  *slog.Logger
 }
 
@@ -72,7 +72,7 @@ func (a adminGPUs) GPUs(ctx context.Context) admin.GPUReport {
 // containers maps container IDs to the managed containers, asking the
 // engine only when some GPU process runs in a container. An engine that
 // does not answer costs the names, not the report.
-func (a adminGPUs) containers(ctx context.Context, snap gpu.Snapshot) map[string]container.Info {
+func (a adminGPUs) containers(ctx context.Context, snap gpu.Snapshot) map[string]workspace.Info {
 	need := false
 	for _, d := range snap.Devices {
 		for _, p := range d.Processes {
@@ -87,7 +87,7 @@ func (a adminGPUs) containers(ctx context.Context, snap gpu.Snapshot) map[string
 		a.log.Warn("GPU processes without container names: cannot list containers", "err", err)
 		return nil
 	}
-	byID := make(map[string]container.Info, len(list))
+	byID := make(map[string]workspace.Info, len(list))
 	for _, c := range list {
 		byID[c.ID] = c
 	}
@@ -96,7 +96,7 @@ func (a adminGPUs) containers(ctx context.Context, snap gpu.Snapshot) map[string
 
 // leaseTable is the container manager's GPU lease listing.
 type leaseTable interface {
-	GPULeases() []container.LeaseStatus
+	GPULeases() []workspace.LeaseStatus
 }
 
 // leaseHolders feeds the GPU lease metrics from the container manager's

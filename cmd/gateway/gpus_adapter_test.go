@@ -13,8 +13,8 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
 
-	"github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/gpu"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 // GPU processes are named by the managed container their cgroup places
@@ -45,9 +45,9 @@ func TestAdminGPUsNamesContainers(t *testing.T) {
 	inv := gpu.Open(gpu.Options{Library: s, ProcRoot: proc, Logger: log})
 	defer inv.Close()
 	listed := 0
-	a := adminGPUs{inv: inv, log: log, list: func(context.Context) ([]container.Info, error) {
+	a := adminGPUs{inv: inv, log: log, list: func(context.Context) ([]workspace.Info, error) {
 		listed++
-		return []container.Info{{ID: mine, Name: "sygaldry-zephyr-alice", Project: "zephyr", User: "alice"}}, nil
+		return []workspace.Info{{ID: mine, Name: "sygaldry-zephyr-alice", Project: "zephyr", User: "alice"}}, nil
 	}}
 	rep := a.GPUs(t.Context())
 	if !rep.Available || len(rep.GPUs) != 8 || rep.GPUs[3].UUID != device3UUID(s) || *rep.GPUs[3].Utilization != 1 || rep.GPUs[3].Health != "healthy" {
@@ -62,7 +62,7 @@ func TestAdminGPUsNamesContainers(t *testing.T) {
 		t.Errorf("containers listed %d times for one report", listed)
 	}
 
-	a.list = func(context.Context) ([]container.Info, error) { return nil, errors.New("engine down") }
+	a.list = func(context.Context) ([]workspace.Info, error) { return nil, errors.New("engine down") }
 	rep = a.GPUs(t.Context())
 	if !rep.Available || rep.GPUs[0].Processes[0].ContainerID != mine || rep.GPUs[0].Processes[0].Container != "" {
 		t.Errorf("with the engine down: %+v", rep.GPUs[0].Processes)
@@ -71,7 +71,7 @@ func TestAdminGPUsNamesContainers(t *testing.T) {
 	// No process in a container: the engine is not asked.
 	s.Devices[0].(*dgxa100.Device).GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { return nil, nvml.SUCCESS }
 	listed = 0
-	a.list = func(context.Context) ([]container.Info, error) { listed++; return nil, nil }
+	a.list = func(context.Context) ([]workspace.Info, error) { listed++; return nil, nil }
 	a.GPUs(t.Context())
 	if listed != 0 {
 		t.Errorf("containers listed with no GPU process in one")
@@ -92,15 +92,15 @@ func TestAdminGPUsWithoutNVML(t *testing.T) {
 	}
 }
 
-type fakeLeaseTable []container.LeaseStatus
+type fakeLeaseTable []workspace.LeaseStatus
 
-func (f fakeLeaseTable) GPULeases() []container.LeaseStatus { return f }
+func (f fakeLeaseTable) GPULeases() []workspace.LeaseStatus { return f }
 
 // The lease metrics get one holder per container and GPU it leases.
 func TestLeaseHolders(t *testing.T) {
 	got := leaseHolders(fakeLeaseTable{
-		{Lease: container.Lease{Container: "sygaldry-zephyr-bob", Project: "zephyr", UUIDs: []string{"GPU-0", "GPU-1"}}},
-		{Lease: container.Lease{Container: "sygaldry-mist-alice", Project: "mist", UUIDs: []string{"GPU-1"}}},
+		{Lease: workspace.Lease{Container: "sygaldry-zephyr-bob", Project: "zephyr", UUIDs: []string{"GPU-0", "GPU-1"}}},
+		{Lease: workspace.Lease{Container: "sygaldry-mist-alice", Project: "mist", UUIDs: []string{"GPU-1"}}},
 	})()
 	want := []gpu.LeaseHolder{{UUID: "GPU-0", Project: "zephyr"}, {UUID: "GPU-1", Project: "zephyr"}, {UUID: "GPU-1", Project: "mist"}}
 	if !slices.Equal(got, want) {

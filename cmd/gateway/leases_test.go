@@ -5,15 +5,15 @@ import (
 	"testing"
 
 	"github.com/sygaldry/sygaldry/config"
-	"github.com/sygaldry/sygaldry/container"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 type fixedGPUs struct {
-	gpus []container.GPU
+	gpus []workspace.GPU
 	err  error
 }
 
-func (f fixedGPUs) GPUs() ([]container.GPU, error) { return f.gpus, f.err }
+func (f fixedGPUs) GPUs() ([]workspace.GPU, error) { return f.gpus, f.err }
 
 // The gateway refuses a config (at start and on reload) asking a host with
 // 2 GPUs for 3, naming the line; a host without GPUs leaves it to the login.
@@ -22,11 +22,11 @@ func TestCheckHostGPUs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	two := fixedGPUs{gpus: []container.GPU{{UUID: "GPU-a", Index: 0, Healthy: true}, {UUID: "GPU-b", Index: 1, Healthy: true}}}
+	two := fixedGPUs{gpus: []workspace.GPU{{UUID: "GPU-a", Index: 0, Healthy: true}, {UUID: "GPU-b", Index: 1, Healthy: true}}}
 	if err := checkHostGPUs(cfg, two); err == nil || !strings.Contains(err.Error(), "gw.toml:3: project p: gpus = 3, but this host has 2 GPUs") {
 		t.Errorf("err = %v", err)
 	}
-	if err := checkHostGPUs(cfg, fixedGPUs{err: container.ErrNoHostGPUs}); err != nil {
+	if err := checkHostGPUs(cfg, fixedGPUs{err: workspace.ErrNoHostGPUs}); err != nil {
 		t.Errorf("host without GPUs: %v", err)
 	}
 }

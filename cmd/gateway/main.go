@@ -25,10 +25,10 @@ import (
 
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/config"
-	"github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/gateway"
 	"github.com/sygaldry/sygaldry/gpu"
 	"github.com/sygaldry/sygaldry/sessions"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 func main() {
@@ -71,7 +71,7 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 	}
 	agentPath := cfg.Server.AgentPath
 	if agentPath == "" {
-		p, err := container.DefaultAgentPath()
+		p, err := workspace.DefaultAgentPath()
 		if err != nil {
 			return err
 		}
@@ -110,17 +110,17 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 	// which SIGHUP replaces.
 	var current atomic.Pointer[config.Config]
 	current.Store(cfg)
-	opts := container.OptionsFromConfig(cfg)
+	opts := workspace.OptionsFromConfig(cfg)
 	opts.Projects = func(name string) (config.Resolved, bool) { return current.Load().Project(name) }
 	opts.AgentPath = agentPath
 	opts.Logger = log.With("component", "containers")
 	// Containers lease their GPUs from the inventory; on a host without
 	// GPUs a project that asks for some is refused with a clear line.
-	opts.GPUs = container.NVMLInventory(gpus)
+	opts.GPUs = workspace.NVMLInventory(gpus)
 	if err := checkHostGPUs(cfg, opts.GPUs); err != nil {
 		return err
 	}
-	mgr, err := container.NewManager(opts)
+	mgr, err := workspace.NewManager(opts)
 	if err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ wait:
 // applyLimits puts a reloaded config's container limits in force on the
 // running containers (the engine's update call; nobody is disconnected). A
 // failure is logged: the containers keep their old limits.
-func applyLimits(mgr *container.Manager, cfg *config.Config, log *slog.Logger) {
+func applyLimits(mgr *workspace.Manager, cfg *config.Config, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := mgr.ApplyLimits(ctx, cfg); err != nil {

@@ -17,7 +17,7 @@ import (
 	"syscall"
 
 	"github.com/sygaldry/sygaldry/config"
-	"github.com/sygaldry/sygaldry/container"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 func init() {
@@ -55,7 +55,7 @@ flags:
 type launchSpec struct {
 	project config.Resolved
 	user    string
-	opts    container.Options
+	opts    workspace.Options
 	args    []string
 	verbose bool
 }
@@ -72,14 +72,14 @@ func runLaunch(args []string, s stdio) int {
 	ls.opts.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
 
 	fail := func(err error) int {
-		fmt.Fprintf(s.err, "sygctl launch: %s\n", container.UserMessage(err))
+		fmt.Fprintf(s.err, "sygctl launch: %s\n", workspace.UserMessage(err))
 		if ls.verbose {
 			fmt.Fprintf(s.err, "sygctl launch: %v\n", err)
 		}
 		return exitLaunchFailed
 	}
 
-	m, err := container.NewManager(ls.opts)
+	m, err := workspace.NewManager(ls.opts)
 	if err != nil {
 		fmt.Fprintf(s.err, "sygctl launch: %v\n", err)
 		return exitLaunchFailed
@@ -123,7 +123,7 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 	user := fs.String("user", "", "your user `NAME` (default $SUDO_USER, else $USER, else root)")
 	stateDir := fs.String("state-dir", "", "`DIR` holding the agent sockets (default: the config's state_dir, else "+config.DefaultStateDir+")")
 	agent := fs.String("agent", "", "sygaldry-agent binary `PATH` (default: next to sygctl)")
-	workspace := fs.String("workspace", "", "host `DIR` (absolute, existing) mounted at /workspace, where the shell or COMMAND starts (default: the project's workspace, if any)")
+	workspaceDir := fs.String("workspace", "", "host `DIR` (absolute, existing) mounted at /workspace, where the shell or COMMAND starts (default: the project's workspace, if any)")
 	verbose := fs.Bool("v", false, "print the complete errors and the container manager's log")
 	labels := map[string]string{}
 	fs.Func("label", "extra container `KEY=VALUE` label (repeatable; part of the spec)", func(v string) error {
@@ -188,7 +188,7 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 		p.Image = img
 	}
 
-	if ws := *workspace; ws != "" {
+	if ws := *workspaceDir; ws != "" {
 		if !filepath.IsAbs(ws) {
 			return bad("--workspace %q: want an absolute path", ws)
 		}
@@ -217,7 +217,7 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 
 	agentPath := *agent
 	if agentPath == "" {
-		p, err := container.DefaultAgentPath()
+		p, err := workspace.DefaultAgentPath()
 		if err != nil {
 			return bad("%v; pass --agent", err)
 		}
@@ -230,7 +230,7 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 		return bad("no sygaldry-agent binary at %s: run `make build`, or pass --agent PATH", agentPath)
 	}
 
-	opts := container.OptionsFromConfig(cfg)
+	opts := workspace.OptionsFromConfig(cfg)
 	opts.StorageRoot = envOr("SYGALDRY_STORAGE_ROOT", cfg.Docker.StorageRoot)
 	if *stateDir != "" {
 		opts.StateDir = *stateDir

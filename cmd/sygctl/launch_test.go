@@ -20,8 +20,8 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/sygaldry/sygaldry/config"
-	"github.com/sygaldry/sygaldry/container"
 	"github.com/sygaldry/sygaldry/internal/testenv"
+	"github.com/sygaldry/sygaldry/workspace"
 )
 
 var built struct {
@@ -115,7 +115,7 @@ func (r *launchRig) run(stdin string, args ...string) (string, string, int) {
 
 func TestLaunchExec(t *testing.T) {
 	r := newLaunchRig(t)
-	name := container.ContainerName(r.project, "tester")
+	name := workspace.ContainerName(r.project, "tester")
 
 	stdout, stderr, code := r.run("", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
 	if code != 7 || stdout != "out\n" {
@@ -170,7 +170,7 @@ func TestLaunchWorkspace(t *testing.T) {
 	if !strings.Contains(stderr, "runs with an older configuration") {
 		t.Errorf("without --workspace, running: stderr %q", stderr)
 	}
-	name := container.ContainerName(r.project, "tester")
+	name := workspace.ContainerName(r.project, "tester")
 	timeout := 1
 	if err := r.cl.ContainerStop(context.Background(), name, dcontainer.StopOptions{Timeout: &timeout}); err != nil {
 		t.Fatalf("stop %s: %v", name, err)
@@ -190,7 +190,7 @@ func TestLaunchSameContainerAsGateway(t *testing.T) {
 		t.Fatalf("launch: exit %d\n%s", code, stderr)
 	}
 	ctx := context.Background()
-	name := container.ContainerName(r.project, "tester")
+	name := workspace.ContainerName(r.project, "tester")
 	ci, err := r.cl.ContainerInspect(ctx, name)
 	if err != nil {
 		t.Fatal(err)
@@ -211,22 +211,22 @@ func TestLaunchSameContainerAsGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := container.BuildSpec(container.SpecInput{
+	want, err := workspace.BuildSpec(workspace.SpecInput{
 		Project: p, User: "tester", StorageRoot: r.root,
-		LinkDir: container.LinkDir(r.state, name), AgentPath: agent,
-		AgentKey: container.AgentKeyPath(r.state, name),
+		LinkDir: workspace.LinkDir(r.state, name), AgentPath: agent,
+		AgentKey: workspace.AgentKeyPath(r.state, name),
 		ImageID:  ii.ID, DisableGPUs: true, Labels: labels,
-		Host: container.HostInfo{CPUs: info.NCPU, Memory: info.MemTotal},
+		Host: workspace.HostInfo{CPUs: info.NCPU, Memory: info.MemTotal},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The agent key label is the container's own (made at create).
-	if !strings.HasPrefix(ci.Config.Labels[container.LabelAgentKey], "ssh-ed25519 ") {
-		t.Errorf("agent key label = %q", ci.Config.Labels[container.LabelAgentKey])
+	if !strings.HasPrefix(ci.Config.Labels[workspace.LabelAgentKey], "ssh-ed25519 ") {
+		t.Errorf("agent key label = %q", ci.Config.Labels[workspace.LabelAgentKey])
 	}
 	gotLabels := maps.Clone(ci.Config.Labels)
-	delete(gotLabels, container.LabelAgentKey)
+	delete(gotLabels, workspace.LabelAgentKey)
 	if !maps.Equal(gotLabels, want.Config.Labels) {
 		t.Errorf("labels = %v\nwant %v", ci.Config.Labels, want.Config.Labels)
 	}
@@ -243,7 +243,7 @@ func TestLaunchSameContainerAsGateway(t *testing.T) {
 		t.Errorf("container %+v\n%+v\ndiffers from spec %+v\n%+v", ci.Config, ci.HostConfig, want.Config, want.HostConfig)
 	}
 
-	m, err := container.NewManager(container.Options{
+	m, err := workspace.NewManager(workspace.Options{
 		Client: r.cl, StorageRoot: r.root, StateDir: r.state, AgentPath: agent,
 		DisableGPUs: true, Labels: labels,
 	})

@@ -1,0 +1,200 @@
+package workspace
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+)
+
+// use is the gateway's count of connections inside one container, and the
+// idle timer armed when it drops to zero.
+type use struct {
+	n     int
+	timer *time.Timer
+	gen   uint64 // bumped on every arm and cancel; a firing timer checks it
+}
+
+func (u *use) stopTimer() {
+	if u.timer != nil {
+		u.timer.Stop()
+		u.timer = nil
+	}
+	u.gen++
+}
+
+// Acquire records a connection using container name: an acquired container
+// is neither recreated nor stopped when idle. Pair it with Release.
+func (m *Manager) Acquire(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := m.useLocked(name)
+	u.n++
+	u.stopTimer()
+	delete(m.idleSince, name)
+}
+
+// Release ends a use recorded by Acquire. At zero, the idle timer starts.
+func (m *Manager) Release(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := m.uses[name]
+	if u == nil || u.n == 0 {
+		m.log.Error("release of a container that was not acquired", "container", name)
+		return
+	}
+	u.n--
+	if u.n == 0 {
+		m.idleSince[name] = time.Now()
+		m.armIdleLocked(name, u)
+	}
+}
+
+// InUse is the number of connections that hold container name.
+func (m *Manager) InUse(name string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u := m.uses[name]; u != nil {
+		return u.n
+	}
+	return 0
+}
+
+// touchIdle (re)starts the idle timer of a container nobody holds, so a
+// container that Ensure started but no connection acquired is stopped too,
+// and the Ensure→Acquire gap is covered by a fresh full period.
+func (m *Manager) touchIdle(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u := m.useLocked(name); u.n == 0 {
+		if _, ok := m.idleSince[name]; !ok {
+			m.idleSince[name] = time.Now()
+		}
+		m.armIdleLocked(name, u)
+	}
+}
+
+// useLocked returns the use record of name, creating it. m.mu is held.
+func (m *Manager) useLocked(name string) *use {
+	u := m.uses[name]
+	if u == nil {
+		u = &use{}
+		m.uses[name] = u
+	}
+	return u
+}
+
+func (m *Manager) armIdleLocked(name string, u *use) {
+	u.stopTimer()
+	d := m.opts.IdleStop
+	if d <= 0 || m.closed {
+		delete(m.uses, name)
+		return
+	}
+	gen := u.gen
+	u.timer = time.AfterFunc(d, func() { m.idleStop(name, gen) })
+}
+
+// idleStop stops container name if nobody acquired it since the timer of
+// generation gen was armed.
+func (m *Manager) idleStop(name string, gen uint64) {
+	current := func() bool {
+		u := m.uses[name]
+		return u != nil && u.n == 0 && u.gen == gen
+	}
+	m.mu.Lock()
+	if m.closed || !current() {
+		m.mu.Unlock()
+		return
+	}
+	m.wg.Add(1)
+	m.mu.Unlock()
+	defer m.wg.Done()
+
+	// No caller's context exists here: the stop is bounded by its own timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	// Under the container's lock, so no Ensure is half way through it.
+	unlock, err := m.locks.lock(ctx, name)
+	if err != nil {
+		m.log.Warn("idle stop: lock", "container", name, "err", err)
+		return
+	}
+	defer unlock()
+	m.mu.Lock()
+	ok := current()
+	if ok {
+		delete(m.uses, name)
+	}
+	m.mu.Unlock()
+	if !ok {
+		return // acquired or re-armed while we waited for the lock
+	}
+
+	ci, err := m.api.ContainerInspect(ctx, name)
+	if err != nil {
+		if !cerrdefs.IsNotFound(err) {
+			m.log.Warn("idle stop: inspect", "container", name, "err", err)
+		}
+		return
+	}
+	if ci.Config == nil || ci.Config.Labels[LabelManaged] != "true" || ci.State == nil || !ci.State.Running {
+		return
+	}
+	// Connections are not the only use: a training run left behind with
+	// nohup, setsid or tmux keeps the container busy, and stopping it would
+	// kill the job (the culling trap of jupyterhub#1498). Only a container
+	// where nothing but the agent runs is idle.
+	if busy := m.userProcesses(ctx, ci.ID); len(busy) > 0 {
+		m.log.Info("idle stop postponed: processes still running", "container", name, "count", len(busy), "first", busy[0])
+		m.touchIdle(name)
+		return
+	}
+	timeout := stopTimeoutSeconds
+	if err := m.api.ContainerStop(ctx, ci.ID, container.StopOptions{Timeout: &timeout}); err != nil {
+		m.log.Warn("idle stop failed", "container", name, "err", err)
+		return
+	}
+	m.releaseGPUs(name)
+	m.log.Info("stopped idle container", "container", name, "idle", m.opts.IdleStop)
+}
+
+// userProcesses lists the commands running in the container other than the
+// agent itself (and zombies). An error counts as "none": a container that
+// cannot be inspected is not kept alive by it.
+func (m *Manager) userProcesses(ctx context.Context, id string) []string {
+	top, err := m.api.ContainerTop(ctx, id, nil)
+	if err != nil {
+		m.log.Debug("idle stop: list processes", "container", id, "err", err)
+		return nil
+	}
+	return userCommands(top)
+}
+
+// userCommands picks the non-agent commands out of `docker top` (ps -ef)
+// output.
+func userCommands(top container.TopResponse) []string {
+	col := -1
+	for i, t := range top.Titles {
+		if t == "CMD" || t == "COMMAND" {
+			col = i
+		}
+	}
+	if col < 0 {
+		return nil
+	}
+	var out []string
+	for _, p := range top.Processes {
+		if col >= len(p) {
+			continue
+		}
+		cmd := p[col]
+		if strings.HasPrefix(cmd, AgentTarget) || strings.HasSuffix(cmd, "<defunct>") || strings.HasPrefix(cmd, "[") {
+			continue
+		}
+		out = append(out, cmd)
+	}
+	return out
+}
