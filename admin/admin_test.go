@@ -18,20 +18,9 @@ import (
 
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/admin/client"
+	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/sessions"
 )
-
-// shortDir is a temp dir whose paths fit a unix socket (t.TempDir's can be
-// longer than sun_path's 108 bytes).
-func shortDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "adm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
 
 type fakeContainers struct {
 	list []admin.ContainerInfo
@@ -53,7 +42,7 @@ type env struct {
 // cleanup shuts down and checks Serve's return and the socket's removal.
 func start(t *testing.T, ctrs admin.Containers) *env {
 	t.Helper()
-	dir := shortDir(t)
+	dir := testenv.ShortTempDir(t)
 	hist, err := sessions.OpenHistory(filepath.Join(dir, "history.jsonl"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +186,7 @@ func TestHistoryRoundTrip(t *testing.T) {
 }
 
 func TestNoHistoryKept(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "admin.sock")
+	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
 	serveOn(t, &admin.Server{Sessions: admin.FromRegistry(sessions.NewRegistry(nil))}, sock)
 	_, err := client.New(sock).History(ctx(t), 10)
 	var ae *client.APIError

@@ -9,10 +9,11 @@ import (
 	"testing"
 
 	"github.com/sygaldry/sygaldry/admin"
+	"github.com/sygaldry/sygaldry/internal/testenv"
 )
 
 func TestListenCreatesPrivateSocket(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortTempDir(t)
 	sock := filepath.Join(dir, "run", "sygaldry", "admin.sock")
 	l, err := admin.Listen(sock)
 	if err != nil {
@@ -43,7 +44,7 @@ func TestListenCreatesPrivateSocket(t *testing.T) {
 }
 
 func TestListenRefusesLiveSocket(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "admin.sock")
+	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
 	l, err := admin.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ func TestListenRefusesLiveSocket(t *testing.T) {
 }
 
 func TestListenReplacesStaleSocket(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "admin.sock")
+	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
 	// A gateway that died: the socket file stays, nobody answers.
 	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
@@ -83,7 +84,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 }
 
 func TestListenLeavesOtherFilesAlone(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "admin.sock")
+	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
 	if err := os.WriteFile(sock, []byte("precious"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +97,7 @@ func TestListenLeavesOtherFilesAlone(t *testing.T) {
 }
 
 func TestCloseRemovesOnlyItsOwnSocket(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "admin.sock")
+	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
 	l, err := admin.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +126,7 @@ func TestCloseRemovesOnlyItsOwnSocket(t *testing.T) {
 }
 
 func TestListenPathTooLong(t *testing.T) {
-	sock := filepath.Join(shortDir(t), strings.Repeat("x", 120))
+	sock := filepath.Join(testenv.ShortTempDir(t), strings.Repeat("x", 120))
 	if _, err := admin.Listen(sock); err == nil || !strings.Contains(err.Error(), "too long") {
 		t.Fatalf("Listen with a long path: %v", err)
 	}

@@ -4,26 +4,17 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/sygaldry/sygaldry/agent"
+	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/link"
 )
 
-func shortDir(t *testing.T) string {
-	dir, err := os.MkdirTemp("/tmp", "lnk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 func TestWaitReadyTimesOutWithoutAgent(t *testing.T) {
-	sock := filepath.Join(shortDir(t), link.SocketName)
+	sock := filepath.Join(testenv.ShortTempDir(t), link.SocketName)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -38,7 +29,7 @@ func TestWaitReadyTimesOutWithoutAgent(t *testing.T) {
 
 // A socket that accepts but never speaks SSH must not hang Dial.
 func TestDialBoundedByContext(t *testing.T) {
-	sock := filepath.Join(shortDir(t), link.SocketName)
+	sock := filepath.Join(testenv.ShortTempDir(t), link.SocketName)
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +53,7 @@ func TestDialBoundedByContext(t *testing.T) {
 
 // An agent that starts late is found as soon as its socket answers.
 func TestWaitReadyFindsLateAgent(t *testing.T) {
-	sock := filepath.Join(shortDir(t), link.SocketName)
+	sock := filepath.Join(testenv.ShortTempDir(t), link.SocketName)
 	signer := newKey(t)
 	srv := &agent.Server{HostKey: signer}
 	t.Cleanup(func() { srv.Close() })

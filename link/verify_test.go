@@ -16,6 +16,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sygaldry/sygaldry/agent"
+	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/link"
 )
 
@@ -84,10 +85,10 @@ func dialQuick(sock string, want link.Peer) error {
 }
 
 func TestDialVerifiesThePeer(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortTempDir(t)
 	mine, other := newKey(t), newKey(t)
 	minePath, mineL := serveAgent(t, dir, "mine.sock", mine)
-	otherDir := shortDir(t)
+	otherDir := testenv.ShortTempDir(t)
 	otherPath, otherL := serveAgent(t, otherDir, link.SocketName, other)
 	want := selfPeer(t, mine.PublicKey())
 
@@ -164,7 +165,7 @@ func must(t *testing.T, err error) {
 }
 
 func TestDialChecksTheContainerCgroup(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortTempDir(t)
 	key := newKey(t)
 	sock, _ := serveAgent(t, dir, link.SocketName, key)
 	want := selfPeer(t, key.PublicKey())

@@ -11,20 +11,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sygaldry/sygaldry/internal/testenv"
 )
 
-func shortDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "adm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 func TestMissingSocket(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "admin.sock")
+	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := New(sock).Sessions(ctx)
@@ -42,7 +34,7 @@ func TestMissingSocket(t *testing.T) {
 }
 
 func TestStaleSocket(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "admin.sock")
+	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
 	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +48,7 @@ func TestStaleSocket(t *testing.T) {
 }
 
 func TestNotASocket(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "admin.sock")
+	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
 	os.WriteFile(sock, nil, 0o600)
 	_, err := New(sock).Status(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "not a socket") {

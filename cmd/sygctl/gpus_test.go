@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/admin/client"
+	"github.com/sygaldry/sygaldry/internal/testenv"
 )
 
 type staticGPUs struct{ rep admin.GPUReport }
@@ -33,11 +33,7 @@ func (s staticLeases) GPULeases(context.Context) []admin.GPULease { return s }
 // startGPUAdminLeases is startGPUAdmin with a lease table (nil: none).
 func startGPUAdminLeases(t *testing.T, gpus admin.GPUs, leases admin.GPULeases) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "adm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testenv.ShortTempDir(t)
 	sock := filepath.Join(dir, "admin.sock")
 	l, err := admin.Listen(sock)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sygaldry/sygaldry/admin"
+	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/sessions"
 )
 
@@ -29,11 +30,7 @@ func (s staticContainers) List(context.Context) ([]admin.ContainerInfo, error) {
 
 func startAdmin(t *testing.T, ctrs admin.Containers) *adminEnv {
 	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "adm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testenv.ShortTempDir(t)
 	hist, err := sessions.OpenHistory(filepath.Join(dir, "history.jsonl"), nil)
 	if err != nil {
 		t.Fatal(err)
