@@ -178,6 +178,14 @@ type Settings struct {
 	// the spec: they take effect when the image is (re)built.
 	BuildArgs map[string]string `toml:"build_args"`
 
+	// UserState lists paths relative to the container user's home that hold
+	// one person's state (IDE servers, their caches): each is bind-mounted
+	// from <storage_root>/<project>/users/<user>/home/PATH over the shared
+	// home, so members of a project do not share them (userstate.go).
+	// Unset: DefaultUserState; [] turns it off. A project's list replaces
+	// the defaults' one.
+	UserState *[]string `toml:"user_state"`
+
 	// Workspace is the project's root, bind-mounted at /workspace, where
 	// sessions start: a host path (absolute) or a path inside the project's
 	// storage directory (<storage_root>/<project>/...). Per project only:
@@ -213,6 +221,12 @@ type Project struct {
 type User struct {
 	// Keys are authorized_keys lines; a user is whoever holds one of them.
 	Keys []string `toml:"keys"`
+
+	// Name and Email are the user's git identity, set in their containers
+	// as GIT_AUTHOR_* and GIT_COMMITTER_* (userstate.go). Empty: not set,
+	// the shared ~/.gitconfig decides.
+	Name  string `toml:"name"`
+	Email string `toml:"email"`
 }
 
 // Defaults for empty fields.
@@ -275,6 +289,10 @@ func (c *Config) fillDefaults() {
 	if !d.GPUs.Set {
 		d.GPUs = GPUs{Set: true, Count: DefaultGPUs}
 	}
+	if d.UserState == nil {
+		us := slices.Clone(DefaultUserState)
+		d.UserState = &us
+	}
 	d.GPUMode = or(d.GPUMode, GPUExclusive)
 	if c.Projects == nil {
 		c.Projects = map[string]*Project{}
@@ -296,6 +314,9 @@ type Resolved struct {
 	Name    string
 	Members []string
 	Settings
+
+	// Identities are the git identities of the members that have one.
+	Identities map[string]Identity
 }
 
 // Project returns the named project with [defaults] applied, or false when no
@@ -341,6 +362,8 @@ func (c *Config) Project(name string) (Resolved, bool) {
 	maps.Copy(s.BuildArgs, o.BuildArgs)
 	s.Mounts = append(slices.Clone(d.Mounts), o.Mounts...)
 	s.Workspace = o.Workspace
+	s.UserState = resolveUserState(d.UserState, o.UserState)
+	r.Identities = c.identities(r.Members)
 	return r, true
 }
 

@@ -107,6 +107,7 @@ func (c *Config) validate() []validationError {
 		if !ValidUserName(name) {
 			bad(key, "user name %q: use lowercase letters, digits and _ (32 at most, starting with a letter)", name)
 		}
+		validateIdentity(name, u, bad)
 		if u == nil || len(u.Keys) == 0 {
 			// With a CA, a user may exist by certificate principal alone.
 			if len(s.TrustedUserCAKeys) == 0 {
@@ -193,6 +194,7 @@ func validateSettings(key string, s Settings) []validationError {
 		bad(key+".gpu_mode", "%s.gpu_mode %q: want %q or %q", key, s.GPUMode, GPUExclusive, GPUShared)
 	}
 	validateIsolation(key, s, bad)
+	validateUserState(key, s, bad)
 	return errs
 }
 
