@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/sessions"
 )
 
@@ -58,24 +59,18 @@ type Containers interface {
 	List(ctx context.Context) ([]ContainerInfo, error)
 }
 
-// ContainerInfo describes one managed container for GET /v1/containers.
-type ContainerInfo struct {
-	Name     string    `json:"name"`
-	Project  string    `json:"project"`
-	User     string    `json:"user"`
-	State    string    `json:"state"` // Docker's: running, exited, created, ...
-	Image    string    `json:"image"`
-	Created  time.Time `json:"created"`
-	UpToDate bool      `json:"up_to_date"` // its spec matches the current config
-	Sessions int       `json:"sessions"`   // live sessions in it (filled by the server from Sessions)
-}
-
-// Status is the answer to GET /v1/status.
-type Status struct {
-	Version      string    `json:"version"`
-	Started      time.Time `json:"started"`
-	LiveSessions int       `json:"live_sessions"`
-}
+// The wire types the interfaces above and below speak, declared in package
+// api (aliases, so adapters written against package admin keep compiling).
+type (
+	ContainerInfo = api.ContainerInfo
+	Status        = api.Status
+	KillRequest   = api.KillRequest
+	KillResponse  = api.KillResponse
+	GPUReport     = api.GPUReport
+	GPUInfo       = api.GPUInfo
+	GPUHolder     = api.GPUHolder
+	GPUProcess    = api.GPUProcess
+)
 
 // ErrNoHistory is what Sessions.History wraps when no history is kept.
 var ErrNoHistory = errors.New("no session history is kept")

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/sygaldry/sygaldry/admin"
-	"github.com/sygaldry/sygaldry/admin/client"
 )
 
 type fakeGPUs struct{ rep admin.GPUReport }
@@ -38,18 +37,6 @@ func TestNoGPUInventory(t *testing.T) {
 	if code, m := raw(t, e.sock, "GET", "/v1/gpus", ""); code != 503 || !strings.Contains(m["error"].(string), "does not report GPUs") {
 		t.Errorf("%d %v", code, m)
 	}
-}
-
-// The server's GPU wire types and the client's copies must not drift apart.
-func TestGPUWireTypesMatch(t *testing.T) {
-	u64, u32, i64 := uint64(7), uint32(3), int64(5)
-	rep := admin.GPUReport{Available: true, Message: "m", Driver: "d", GPUs: []admin.GPUInfo{{
-		Index: 1, UUID: "u", Name: "n", MemoryTotal: &u64, MemoryUsed: &u64, Utilization: &u32, Temperature: &u32,
-		MIGMode: "disabled", Health: "unhealthy", HealthReason: "XID 79", Unknown: []string{"x"},
-		Processes: []admin.GPUProcess{{PID: 1, UsedMemory: &u64, ContainerID: "c", Container: "n", Project: "p", User: "u"}},
-		Holders:   []admin.GPUHolder{{Container: "n", User: "u", Project: "p", Mode: "shared", InUse: true, IdleSeconds: &i64, NVMLLost: true}},
-	}}}
-	roundTrip(t, rep, &client.GPUReport{})
 }
 
 type fakeLeases []admin.GPULease

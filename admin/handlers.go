@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/sessions"
 )
 
@@ -107,21 +108,6 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, h)
 }
 
-// KillRequest is the body of POST /v1/sessions/{id}/kill.
-type KillRequest struct {
-	Reason string `json:"reason"` // shown to the session's user; may be empty
-	// Connection ends the whole client connection the session belongs to:
-	// all its sessions and forwards, and the connection itself.
-	Connection bool `json:"connection,omitempty"`
-}
-
-// KillResponse answers a successful kill. The session ends asynchronously:
-// it leaves the live list once its connection has been torn down.
-type KillResponse struct {
-	ID   string `json:"id"`
-	Conn string `json:"conn,omitempty"` // the connection ended, for a connection kill
-}
-
 func (s *Server) serveKill(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req KillRequest
@@ -196,20 +182,15 @@ func (s *Server) serveContainers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// errorBody is every error answer.
-type errorBody struct {
-	Error string `json:"error"`
-}
-
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, errorBody{Error: msg})
+	writeJSON(w, code, api.Error{Error: msg})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		code = http.StatusInternalServerError
-		b, _ = json.Marshal(errorBody{Error: "cannot encode the answer"})
+		b, _ = json.Marshal(api.Error{Error: "cannot encode the answer"})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -238,7 +219,7 @@ func (w *jsonErrorWriter) WriteHeader(code int) {
 	case http.StatusMethodNotAllowed:
 		msg = fmt.Sprintf("method %s not allowed on %s", w.r.Method, w.r.URL.Path)
 	}
-	writeJSON(w.ResponseWriter, code, errorBody{Error: msg})
+	writeJSON(w.ResponseWriter, code, api.Error{Error: msg})
 }
 
 func (w *jsonErrorWriter) Write(b []byte) (int, error) {

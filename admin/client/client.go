@@ -1,6 +1,6 @@
 // Package client talks to a running gateway's admin API over its unix
 // socket. It is all sygctl needs; it imports no gateway internals (the wire
-// types are declared here, sessions.Info being a plain data type).
+// types are package api's, sessions.Info being a plain data type).
 package client
 
 import (
@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/sessions"
 )
 
@@ -35,77 +36,16 @@ var ErrPermission = errors.New("permission denied")
 // Session is one live or ended session (the `sygctl sessions --json` contract).
 type Session = sessions.Info
 
-// ContainerInfo is one managed container, as GET /v1/containers reports it.
-type ContainerInfo struct {
-	Name     string    `json:"name"`
-	Project  string    `json:"project"`
-	User     string    `json:"user"`
-	State    string    `json:"state"`
-	Image    string    `json:"image"`
-	Created  time.Time `json:"created"`
-	UpToDate bool      `json:"up_to_date"`
-	Sessions int       `json:"sessions"`
-}
-
-// GPUReport is the gateway's answer to GET /v1/gpus (the `sygctl gpus
-// --json` contract). Available is false on a host without NVIDIA's driver
-// or library; Message then says "no NVIDIA GPUs on this host".
-type GPUReport struct {
-	Available bool      `json:"available"`
-	Message   string    `json:"message,omitempty"`
-	Driver    string    `json:"driver_version,omitempty"`
-	GPUs      []GPUInfo `json:"gpus"`
-}
-
-// GPUInfo is one GPU. Pointer fields are nil when the driver could not say;
-// Unknown names them and why.
-type GPUInfo struct {
-	Index        int          `json:"index"`
-	UUID         string       `json:"uuid"`
-	Name         string       `json:"name"`
-	MemoryTotal  *uint64      `json:"memory_total_bytes,omitempty"`
-	MemoryUsed   *uint64      `json:"memory_used_bytes,omitempty"`
-	Utilization  *uint32      `json:"utilization_percent,omitempty"`
-	Temperature  *uint32      `json:"temperature_celsius,omitempty"`
-	MIGMode      string       `json:"mig_mode,omitempty"`
-	Health       string       `json:"health"`
-	HealthReason string       `json:"health_reason,omitempty"`
-	Processes    []GPUProcess `json:"processes"`
-	Holders      []GPUHolder  `json:"holders"`
-	Unknown      []string     `json:"unknown,omitempty"`
-}
-
-// GPUHolder is a container leasing a GPU: InUse while a connection holds
-// it, else IdleSeconds since its last connection ended (nil: not known).
-// Mode is "unknown" for a container made before leases; NVMLLost says it
-// can no longer open its GPUs and is recreated when nobody is inside.
-type GPUHolder struct {
-	Container   string `json:"container"`
-	User        string `json:"user"`
-	Project     string `json:"project"`
-	Mode        string `json:"mode"`
-	InUse       bool   `json:"in_use"`
-	IdleSeconds *int64 `json:"idle_seconds,omitempty"`
-	NVMLLost    bool   `json:"nvml_lost"`
-}
-
-// GPUProcess is a process on a GPU and, where its cgroup names one, its
-// container (Container, Project and User for the gateway's own).
-type GPUProcess struct {
-	PID         uint32  `json:"pid"`
-	UsedMemory  *uint64 `json:"used_memory_bytes,omitempty"`
-	ContainerID string  `json:"container_id,omitempty"`
-	Container   string  `json:"container,omitempty"`
-	Project     string  `json:"project,omitempty"`
-	User        string  `json:"user,omitempty"`
-}
-
-// Status is the gateway's answer to GET /v1/status.
-type Status struct {
-	Version      string    `json:"version"`
-	Started      time.Time `json:"started"`
-	LiveSessions int       `json:"live_sessions"`
-}
+// The wire types, declared once in package api and named here so that a
+// caller needs only this package.
+type (
+	Status        = api.Status
+	ContainerInfo = api.ContainerInfo
+	GPUReport     = api.GPUReport
+	GPUInfo       = api.GPUInfo
+	GPUHolder     = api.GPUHolder
+	GPUProcess    = api.GPUProcess
+)
 
 // Client is an admin API client. Its methods are safe for concurrent use.
 type Client struct {
@@ -179,17 +119,11 @@ func (c *Client) KillConn(ctx context.Context, id, reason string) (string, error
 const KindConnection = sessions.KindConnection
 
 func (c *Client) kill(ctx context.Context, id, reason string, conn bool) (string, error) {
-	body, err := json.Marshal(struct {
-		Reason     string `json:"reason"`
-		Connection bool   `json:"connection,omitempty"`
-	}{reason, conn})
+	body, err := json.Marshal(api.KillRequest{Reason: reason, Connection: conn})
 	if err != nil {
 		return "", err
 	}
-	var resp struct {
-		ID   string `json:"id"`
-		Conn string `json:"conn"`
-	}
+	var resp api.KillResponse
 	err = c.do(ctx, http.MethodPost, "/v1/sessions/"+url.PathEscape(id)+"/kill", body, &resp)
 	return resp.Conn, err
 }
@@ -240,9 +174,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	if resp.StatusCode/100 != 2 {
 		e := &APIError{StatusCode: resp.StatusCode}
-		var eb struct {
-			Error string `json:"error"`
-		}
+		var eb api.Error
 		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
 			e.Message = eb.Error
 		} else {
