@@ -18,6 +18,10 @@
 //	                                lease holders; 200 with "available":
 //	                                false and a message on a host without
 //	                                NVIDIA's driver
+//	POST /v1/reload                 reread the config file (as SIGHUP):
+//	                                ReloadReport; 422 with the file's
+//	                                error (file:line) when it is refused,
+//	                                501 without a Reloader
 package admin
 
 import (
@@ -70,6 +74,8 @@ type (
 	GPUInfo       = api.GPUInfo
 	GPUHolder     = api.GPUHolder
 	GPUProcess    = api.GPUProcess
+	ReloadReport  = api.ReloadReport
+	ReloadChange  = api.ReloadChange
 )
 
 // ErrNoHistory is what Sessions.History wraps when no history is kept.
@@ -90,6 +96,9 @@ type Server struct {
 	GPUs GPUs
 	// Leases names each GPU's holders in GET /v1/gpus; nil: none named.
 	Leases GPULeases
+	// Reloader rereads the config for POST /v1/reload; nil: it answers
+	// 501.
+	Reloader Reloader
 	// Version is reported by /v1/status; empty: the main module's version
 	// from the build info ("devel" when unknown).
 	Version string

@@ -29,6 +29,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("POST /v1/sessions/{id}/kill", s.serveKill)
 	mux.HandleFunc("GET /v1/containers", s.serveContainers)
 	mux.HandleFunc("GET /v1/gpus", s.serveGPUs)
+	mux.HandleFunc("POST /v1/reload", s.serveReload)
 	return s.guard(mux)
 }
 

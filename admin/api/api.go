@@ -102,6 +102,21 @@ type GPUProcess struct {
 	User        string  `json:"user,omitempty"`
 }
 
+// ReloadChange is one configuration key a reload found changed.
+type ReloadChange struct {
+	Key     string `json:"key"`               // e.g. "server.listen", "projects.zephyr.gpus"
+	Running string `json:"running,omitempty"` // the value in force before (as text)
+	File    string `json:"file,omitempty"`    // the value in the file
+}
+
+// ReloadReport is the answer to POST /v1/reload (the `sygctl reload
+// --json` contract).
+type ReloadReport struct {
+	Applied          []ReloadChange `json:"applied"`       // in force now
+	NeedsRestart     []ReloadChange `json:"needs_restart"` // in the file, not in force until a restart
+	ConnectionsEnded int            `json:"connections_ended"`
+}
+
 // Error is the body of every error answer, with a fitting status code.
 type Error struct {
 	Error string `json:"error"`

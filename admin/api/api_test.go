@@ -34,6 +34,8 @@ func TestJSONFieldNames(t *testing.T) {
 		{api.KillRequest{}, `{"reason":""}`},
 		{api.KillResponse{ID: "7", Conn: "c3"}, `{"id":"7","conn":"c3"}`},
 		{api.KillResponse{}, `{"id":""}`},
+		{api.ReloadReport{Applied: []api.ReloadChange{{Key: "projects.zephyr.gpus", Running: "all", File: "2"}}, NeedsRestart: []api.ReloadChange{{Key: "server.listen"}}, ConnectionsEnded: 1},
+			`{"applied":[{"key":"projects.zephyr.gpus","running":"all","file":"2"}],"needs_restart":[{"key":"server.listen"}],"connections_ended":1}`},
 		{api.Error{Error: "no"}, `{"error":"no"}`},
 	} {
 		b, err := json.Marshal(tc.v)

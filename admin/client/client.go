@@ -45,6 +45,8 @@ type (
 	GPUInfo       = api.GPUInfo
 	GPUHolder     = api.GPUHolder
 	GPUProcess    = api.GPUProcess
+	ReloadReport  = api.ReloadReport
+	ReloadChange  = api.ReloadChange
 )
 
 // Client is an admin API client. Its methods are safe for concurrent use.
@@ -139,6 +141,16 @@ func (c *Client) Containers(ctx context.Context) ([]ContainerInfo, error) {
 func (c *Client) GPUs(ctx context.Context) (GPUReport, error) {
 	var out GPUReport
 	err := c.do(ctx, http.MethodGet, "/v1/gpus", nil, &out)
+	return out, err
+}
+
+// Reload makes the gateway reread its configuration file, as SIGHUP
+// does, and reports what it applied and what needs a restart. A file the
+// gateway refused gives an *APIError (HTTP 422) whose Message names
+// file:line; the running configuration stays in force.
+func (c *Client) Reload(ctx context.Context) (ReloadReport, error) {
+	var out ReloadReport
+	err := c.do(ctx, http.MethodPost, "/v1/reload", nil, &out)
 	return out, err
 }
 
