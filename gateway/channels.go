@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
 	"net"
 	"strconv"
@@ -51,7 +52,7 @@ func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.N
 
 	l, t, _, err := st.getLink(st.life, io.Discard)
 	if err != nil {
-		nc.Reject(gossh.ConnectionFailed, userMessage(err))
+		nc.Reject(gossh.ConnectionFailed, usererr.Message(err))
 		return
 	}
 	if fds := st.linkFDs(); fds != nil {
@@ -88,7 +89,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 
 	l, t, linkDone, err := st.getLink(st.life, ch.Stderr())
 	if err != nil {
-		fmt.Fprintf(ch.Stderr(), "sygaldry: %s\r\n", userMessage(err))
+		fmt.Fprintf(ch.Stderr(), "sygaldry: %s\r\n", usererr.Message(err))
 		refuseAll(ch, queued)
 		return
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
 	"log/slog"
 	"net"
@@ -299,22 +300,22 @@ func (st *connState) linkFDs() *link.FDs {
 func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Client, *link.FDs, Target, error) {
 	user, project := st.identity()
 	if user == "" {
-		return nil, nil, Target{}, errorf("not authenticated")
+		return nil, nil, Target{}, usererr.Errorf("not authenticated")
 	}
 	p, ok := st.s.conf().Project(project)
 	if !ok {
-		return nil, nil, Target{}, errorf("project %q is no longer configured", project)
+		return nil, nil, Target{}, usererr.Errorf("project %q is no longer configured", project)
 	}
 	start := time.Now()
 	t, err := st.s.Containers.Ensure(ctx, p, user, progress)
 	st.s.Metrics.ensured(start, err)
 	if err != nil {
 		st.log.Error("ensure container", "user", user, "project", project, "err", err)
-		msg := userMessage(err)
-		if msg == "" {
-			msg = "your container could not be started; the administrator can find the details in the gateway log"
+		if usererr.Message(err) == "" {
+			// The details belong in the log above, not in a user's terminal.
+			err = usererr.New("your container could not be started; the administrator can find the details in the gateway log", err)
 		}
-		return nil, nil, Target{}, UserError(msg, err)
+		return nil, nil, Target{}, err
 	}
 	st.mu.Lock()
 	if !st.acquired {
@@ -330,11 +331,11 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 		// to another container's agent, a socket of another process): the
 		// admin gets the details, the user one line, the socket nothing.
 		st.log.Error("agent socket failed verification; nothing was sent to it", "user", user, "project", project, "container", t.Name, "err", err)
-		return nil, nil, Target{}, errorf("the agent of your %s container could not be verified, so nothing was sent to it; the administrator can find the details in the gateway log", project)
+		return nil, nil, Target{}, usererr.Errorf("the agent of your %s container could not be verified, so nothing was sent to it; the administrator can find the details in the gateway log", project)
 	}
 	if err != nil {
 		st.log.Error("link to agent", "container", t.Name, "err", err)
-		return nil, nil, Target{}, errorf("the %s container does not answer; try again, or ask an admin to check `sygctl containers`", project)
+		return nil, nil, Target{}, usererr.Errorf("the %s container does not answer; try again, or ask an admin to check `sygctl containers`", project)
 	}
 	fds := st.dialFDs(dctx, l, t)
 	var agentChans []<-chan gossh.NewChannel

@@ -17,7 +17,7 @@ type managerContainers struct{ m *workspace.Manager }
 func (c managerContainers) Ensure(ctx context.Context, p config.Resolved, user string, progress io.Writer) (Target, error) {
 	inst, err := c.m.Ensure(ctx, p, user, progress)
 	if err != nil {
-		return Target{}, UserError(workspace.UserMessage(err), err)
+		return Target{}, err
 	}
 	return Target{Name: inst.Name, SocketPath: inst.SocketPath, Peer: inst.Peer}, nil
 }

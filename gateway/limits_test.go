@@ -3,7 +3,9 @@ package gateway_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
 	"log/slog"
 	"net"
@@ -202,7 +204,7 @@ func TestMaxStartupsEarlyDrop(t *testing.T) {
 // gets a slot at once and logs in.
 func TestSilentFloodDoesNotLockOutOthers(t *testing.T) {
 	sshtest.Require(t, "ssh")
-	addr, alice, cfg := bareGateway(t, "", noContainers{err: gateway.UserError("no containers in this test", nil)})
+	addr, alice, cfg := bareGateway(t, "", noContainers{err: usererr.New("no containers in this test", nil)})
 	flood := silent(t, "127.0.0.1", addr, 80) // more than the 64 slots
 	banners := make(chan bool, len(flood))
 	for _, c := range flood {
@@ -476,5 +478,20 @@ func TestCloseEndsUnauthenticatedConnections(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("Close took %v", d)
+	}
+}
+
+// An Ensure failure without a user's text (usererr) reaches the user as
+// the gateway's one generic line, never as the Go error with host paths.
+func TestEnsureErrorWithoutUserTextIsGeneric(t *testing.T) {
+	sshtest.Require(t, "ssh")
+	addr, alice, _ := bareGateway(t, "", noContainers{err: errors.New("dial unix /var/lib/secret/agent.sock: connection refused")})
+	host, port, _ := net.SplitHostPort(addr)
+	c := sshtest.Client{Host: host, Port: port, Login: "zephyr", Key: alice}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := sshtest.Run(t, c.SSH(ctx, "true"), nil)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "sygaldry: your container could not be started") || strings.Contains(r.Stderr, "/var/lib/secret") {
+		t.Fatalf("session after an Ensure error with no user's text: %v", r)
 	}
 }

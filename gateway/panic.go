@@ -9,6 +9,7 @@ package gateway
 // connection it happened on.
 
 import (
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"net"
 	"runtime/debug"
 	"sync/atomic"
@@ -18,7 +19,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 )
 
-var errInternal = &userError{msg: "the gateway hit an internal error and closed this connection; your container and its jobs keep running. Please reconnect."}
+var errInternal = usererr.New("the gateway hit an internal error and closed this connection; your container and its jobs keep running. Please reconnect.", nil)
 
 // panicked logs a recovered panic with its stack and ends st (nil: a
 // connection not yet set up, which its caller refuses).

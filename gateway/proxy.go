@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -218,7 +219,7 @@ func (p *pipe) run(ctx context.Context) {
 	case <-clientGone:
 	case <-ctx.Done():
 		if p.session {
-			if msg := userMessage(context.Cause(ctx)); msg != "" {
+			if msg := usererr.Message(context.Cause(ctx)); msg != "" {
 				io.WriteString(p.client.Stderr(), "\r\nsygaldry: "+msg+"\r\n")
 			}
 		}

@@ -18,6 +18,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"net"
 	"time"
 
@@ -102,18 +103,16 @@ func (st *connState) stillAuthorized() error {
 		if c := context.Cause(st.life); c != nil {
 			return c
 		}
-		return errorf("this connection is closing")
+		return usererr.Errorf("this connection is closing")
 	}
 	perms := st.perms.Load()
 	if perms == nil || perms.Extensions[extUser] == "" {
-		return errorf("not authenticated")
+		return usererr.Errorf("not authenticated")
 	}
 	ext := perms.Extensions
 	if why := st.s.revocation(ext, st.raw.RemoteAddr()); why != "" {
-		return &userError{
-			msg:   fmt.Sprintf("your access to %s was withdrawn by the administrator; this connection is closed", ext[extProject]),
-			cause: fmt.Errorf("access revoked: %s", why),
-		}
+		return usererr.New(fmt.Sprintf("your access to %s was withdrawn by the administrator; this connection is closed", ext[extProject]),
+			fmt.Errorf("access revoked: %s", why))
 	}
 	return nil
 }
@@ -168,7 +167,7 @@ func (st *connState) project() string {
 }
 
 // end ends the connection because of cause: each open session is told
-// userMessage(cause) on its stderr, new channels and requests are refused,
+// usererr.Message(cause) on its stderr, new channels and requests are refused,
 // and run closes the connection once the channels are done (at most
 // endGrace later). The caller logs why.
 func (st *connState) end(cause error) {

@@ -35,7 +35,7 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
 	"log/slog"
 	"net"
@@ -233,7 +233,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-var errShuttingDown = &userError{msg: "the gateway is restarting; your container and its jobs keep running. Reconnect in a moment."}
+var errShuttingDown = usererr.New("the gateway is restarting; your container and its jobs keep running. Reconnect in a moment.", nil)
 
 // Close closes the listeners and every connection at once.
 func (s *Server) Close() error {
@@ -256,40 +256,3 @@ func (s *Server) waitConns(d time.Duration) {
 		s.log().Warn("connections still tearing down after close", "waited", d)
 	}
 }
-
-// userError carries a short text for the user's terminal; the cause (for
-// the log) stays behind it.
-type userError struct {
-	msg   string
-	cause error
-}
-
-// Error is the complete cause, for the log; msg is what the user sees.
-func (e *userError) Error() string {
-	if e.cause == nil {
-		return e.msg
-	}
-	return e.cause.Error()
-}
-
-func (e *userError) Unwrap() error { return e.cause }
-
-// UserError returns an error whose message msg is fit to show the user;
-// cause is kept for the log. Containers implementations return it from
-// Ensure.
-func UserError(msg string, cause error) error { return &userError{msg, cause} }
-
-// userMessage returns the text to show the user for a cancel cause, or "".
-func userMessage(cause error) string {
-	var ue *userError
-	if errors.As(cause, &ue) {
-		return ue.msg
-	}
-	var ke *sessions.KilledError
-	if errors.As(cause, &ke) {
-		return ke.Error()
-	}
-	return ""
-}
-
-func errorf(format string, args ...any) error { return &userError{msg: fmt.Sprintf(format, args...)} }

@@ -248,6 +248,10 @@ type KilledError struct {
 	Connection bool // the admin ended the whole connection (KillConn)
 }
 
+// UserMessage is what the session's user is told (usererr.Error): the
+// same text as Error.
+func (e *KilledError) UserMessage() string { return e.Error() }
+
 func (e *KilledError) Error() string {
 	msg := "session killed by an administrator"
 	if e.Connection {

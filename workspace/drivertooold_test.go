@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"errors"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"strings"
 	"testing"
 )
@@ -38,7 +39,7 @@ func TestDriverTooOldError(t *testing.T) {
 	if !errors.Is(err, ErrDriverTooOld) || !errors.Is(err, cause) {
 		t.Fatalf("err = %v, want ErrDriverTooOld wrapping the cause", err)
 	}
-	msg := UserMessage(err)
+	msg := usererr.Message(err)
 	if strings.Contains(msg, "\n") {
 		t.Errorf("message is more than one line: %q", msg)
 	}

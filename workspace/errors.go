@@ -3,7 +3,6 @@ package workspace
 import (
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // Sentinels callers may branch on (errors.Is).
@@ -55,13 +54,6 @@ func userErr(kind, cause error, format string, args ...any) *Error {
 	return &Error{Msg: fmt.Sprintf(format, args...), Kind: kind, Err: cause}
 }
 
-// UserMessage is what to show a user for an error from Ensure: the short
-// message of an *Error, or a generic line that sends them to the admin (the
-// details belong in the gateway's log, not in a user's terminal).
-func UserMessage(err error) string {
-	var e *Error
-	if errors.As(err, &e) {
-		return strings.TrimRight(e.Msg, "\n")
-	}
-	return "Your container could not be started; the administrator can find the details in the gateway log."
-}
+// UserMessage is the short message for the user's terminal (usererr.Error);
+// the details belong in the gateway's log.
+func (e *Error) UserMessage() string { return e.Msg }

@@ -5,6 +5,7 @@ package workspace
 import (
 	"context"
 	"errors"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
 	"log/slog"
 	"maps"
@@ -81,7 +82,7 @@ func TestEnsureNoHostGPUs(t *testing.T) {
 			t.Fatalf("gpus = %s: err = %v, want ErrNoHostGPUs", tt.word, err)
 		}
 		want := "project " + p.Name + " asks for GPUs (gpus = " + tt.word + `) but this host has no NVIDIA GPUs; the administrator should set gpus = "none" for it`
-		if msg := UserMessage(err); msg != want {
+		if msg := usererr.Message(err); msg != want {
 			t.Errorf("message = %q\nwant      %q", msg, want)
 		}
 		if cs := r.containers(p.Name, "alice"); len(cs) != 0 {
@@ -130,7 +131,7 @@ func TestEnsureGPUsBusy(t *testing.T) {
 		t.Fatalf("err = %v, want ErrGPUsBusy", err)
 	}
 	want := "2 of 2 GPUs are leased: " + hinst.Name + " (idle <1m); project " + p.Name + " needs 1"
-	if msg := UserMessage(err); msg != want {
+	if msg := usererr.Message(err); msg != want {
 		t.Errorf("message = %q\nwant      %q", msg, want)
 	}
 	if cs := r.containers(p.Name, "alice"); len(cs) != 0 {
@@ -229,7 +230,7 @@ func TestRestoreLeasesFromLabels(t *testing.T) {
 	}
 	gs := readGPUs(t, opts.GPUs)
 	_, err = m2.leases.Grant(req("other", "bob", count(2), ""), gs)
-	if msg := UserMessage(err); !strings.Contains(msg, "1 of 2 GPUs are leased: "+name) {
+	if msg := usererr.Message(err); !strings.Contains(msg, "1 of 2 GPUs are leased: "+name) {
 		t.Errorf("refusal %q does not name the restored holder", msg)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"net"
 	"net/netip"
 	"os"
@@ -201,7 +202,7 @@ func TestForeignNetworkRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := r.m.Ensure(ctx, p, "alice", nil)
-		if err == nil || !strings.Contains(UserMessage(err), tt.want) {
+		if err == nil || !strings.Contains(usererr.Message(err), tt.want) {
 			t.Errorf("%s: Ensure = %v, want %q", tt.name, err, tt.want)
 		}
 		if len(r.containers(p.Name, "alice")) != 0 {
@@ -238,7 +239,7 @@ func TestNetworkPool(t *testing.T) {
 		}
 	}
 	_, err := r.m.Ensure(ctx, p, "carol", nil)
-	if err == nil || !strings.Contains(UserMessage(err), "no address range is left") {
+	if err == nil || !strings.Contains(usererr.Message(err), "no address range is left") {
 		t.Errorf("third network in a pool of two: %v", err)
 	}
 }

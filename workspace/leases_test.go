@@ -5,6 +5,7 @@ package workspace
 import (
 	"errors"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
 	"log/slog"
 	"slices"
@@ -77,7 +78,7 @@ func busy(t *testing.T, err error, want string) {
 	if !errors.Is(err, ErrGPUsBusy) {
 		t.Fatalf("err = %v, want a refusal", err)
 	}
-	if msg := UserMessage(err); !strings.Contains(msg, want) || strings.Contains(msg, "\n") {
+	if msg := usererr.Message(err); !strings.Contains(msg, want) || strings.Contains(msg, "\n") {
 		t.Errorf("refusal %q does not contain %q (or is not one line)", msg, want)
 	}
 }
@@ -362,7 +363,7 @@ func TestLeaseRefusalLine(t *testing.T) {
 	}
 	_, err := tab.Grant(req("zephyr", "alice", count(1), ""), gs)
 	want := "2 of 2 GPUs are leased: sygaldry-apollo-carol (in use), sygaldry-zephyr-bob (idle 3h); project zephyr needs 1"
-	if msg := UserMessage(err); msg != want {
+	if msg := usererr.Message(err); msg != want {
 		t.Errorf("refusal = %q\nwant      %q", msg, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io/fs"
 	"maps"
 	"os"
@@ -310,7 +311,7 @@ func TestEnsureImageMissingNoDockerfile(t *testing.T) {
 		t.Fatalf("err = %v, want ErrImageMissing", err)
 	}
 	want := fmt.Sprintf("image %s is missing and no dockerfile is configured for project %s", p.Image, p.Name)
-	if got := UserMessage(err); got != want {
+	if got := usererr.Message(err); got != want {
 		t.Errorf("message = %q\nwant %q", got, want)
 	}
 	if len(r.containers(p.Name, "alice")) != 0 {
@@ -334,7 +335,7 @@ func TestEnsureBrokenDockerfile(t *testing.T) {
 	if !errors.Is(err, ErrBuildFailed) {
 		t.Fatalf("err = %v, want ErrBuildFailed", err)
 	}
-	msg := UserMessage(err)
+	msg := usererr.Message(err)
 	if !strings.Contains(msg, "could not be built from "+df) || !strings.Contains(msg, "returned a non-zero code: 3") {
 		t.Errorf("message = %q", msg)
 	}
@@ -348,7 +349,7 @@ func TestEnsureBrokenDockerfile(t *testing.T) {
 	// A dockerfile that is not there.
 	p.Dockerfile = filepath.Join(dir, "missing.dockerfile")
 	_, err = r.m.Ensure(context.Background(), p, "alice", &progress)
-	if !errors.Is(err, ErrImageMissing) || !strings.Contains(UserMessage(err), "cannot be read") {
+	if !errors.Is(err, ErrImageMissing) || !strings.Contains(usererr.Message(err), "cannot be read") {
 		t.Errorf("missing dockerfile: %v", err)
 	}
 }
@@ -418,7 +419,7 @@ func TestEnsureNoGPURuntime(t *testing.T) {
 	if !errors.Is(err, ErrNoGPURuntime) {
 		t.Fatalf("err = %v, want ErrNoGPURuntime", err)
 	}
-	msg := UserMessage(err)
+	msg := usererr.Message(err)
 	if !strings.Contains(msg, `gpus = "none"`) || !strings.Contains(msg, "NVIDIA Container Toolkit") || strings.Contains(msg, "could not select") {
 		t.Errorf("message = %q", msg)
 	}
@@ -449,7 +450,7 @@ func TestEnsureGPUUlimits(t *testing.T) {
 	inst, err := r.m.Ensure(context.Background(), r.project(), "alice", &testenv.SyncBuffer{})
 	if !memlockUnlimitedAllowed(t, r.cl, r.image) {
 		// This engine may not raise memlock: the admin is told what to fix.
-		if !errors.Is(err, ErrUlimit) || !strings.Contains(UserMessage(err), "LimitMEMLOCK=infinity") {
+		if !errors.Is(err, ErrUlimit) || !strings.Contains(usererr.Message(err), "LimitMEMLOCK=infinity") {
 			t.Fatalf("err = %v, want ErrUlimit with advice", err)
 		}
 		return
@@ -478,7 +479,7 @@ func TestEnsureContainerExits(t *testing.T) {
 	if time.Since(start) > 15*time.Second {
 		t.Errorf("took %v: an exit must end the wait at once", time.Since(start))
 	}
-	msg := UserMessage(err)
+	msg := usererr.Message(err)
 	if !strings.Contains(msg, "exited (code 3)") || !strings.Contains(msg, "agent cannot start: serve --listen /.sygaldry/run/agent.sock") {
 		t.Errorf("message = %q", msg)
 	}
@@ -489,7 +490,7 @@ func TestEnsureUserMissing(t *testing.T) {
 	p := r.project()
 	p.User = "nosuchuser"
 	_, err := r.m.Ensure(context.Background(), p, "alice", &testenv.SyncBuffer{})
-	if !errors.Is(err, ErrUserMissing) || !strings.Contains(UserMessage(err), "has no user nosuchuser") {
+	if !errors.Is(err, ErrUserMissing) || !strings.Contains(usererr.Message(err), "has no user nosuchuser") {
 		t.Fatalf("err = %v", err)
 	}
 	if n := len(r.containers(p.Name, "alice")); n != 0 {
@@ -518,7 +519,7 @@ func TestEnsureMissingMountSource(t *testing.T) {
 	p := r.project()
 	p.Mounts = []config.Mount{{Source: r.dir + "/not-there", Target: "/data"}}
 	_, err := r.m.Ensure(context.Background(), p, "alice", nil)
-	if err == nil || !strings.Contains(UserMessage(err), "names a host path that does not exist") {
+	if err == nil || !strings.Contains(usererr.Message(err), "names a host path that does not exist") {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := os.Stat(r.dir + "/not-there"); !errors.Is(err, fs.ErrNotExist) {

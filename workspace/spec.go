@@ -57,6 +57,18 @@ const (
 	// AgentKeyTarget is the agent's private host key, a read-only bind of a
 	// file in a root-only host directory that no other container mounts.
 	AgentKeyTarget = reservedRoot + "/agent_key"
+	// UserDirTarget is where the user's own directory under the project's
+	// storage (<storage_root>/<project>/users/<user>) is mounted: outside
+	// the shared home, so nothing in the home can point another member's
+	// shell at it. HistFile is the shell history kept there.
+	UserDirTarget = reservedRoot + "/user"
+	HistFile      = UserDirTarget + "/.bash_history"
+	// CommandTarget is the agent binary again, under the name it answers
+	// to as the user's command (`sygaldry ports`). /usr/local/bin is on the
+	// PATH of every shell, login shells included: Debian's and Ubuntu's
+	// /etc/profile reset PATH, so a directory the agent added would be
+	// lost there.
+	CommandTarget = "/usr/local/bin/sygaldry"
 	stackLimit     = 64 << 20 // bytes; CUDA/NCCL want a large stack
 	maxSocketPath  = 107      // sun_path is 108 bytes including the NUL
 )
@@ -101,6 +113,12 @@ type Spec struct {
 	Network       string // the container's own network, created before it; "" for none (isolation.go)
 	AgentKeyPath  string // host path of the agent's private host key
 	Workspace     string // host directory mounted at /workspace; "" for none
+	// UserDir is the host directory of the user's own state
+	// (<storage_root>/<project>/users/<user>), mounted at UserDirTarget;
+	// "" when the project's user_state is []. UserState are the home
+	// paths mounted from UserDir/home/PATH (storage_userstate.go).
+	UserDir   string
+	UserState []string
 	Config        *container.Config
 	HostConfig    *container.HostConfig
 }
@@ -174,14 +192,21 @@ func BuildSpec(in SpecInput) (Spec, error) {
 
 	// Configured env sorted by name, then ours, which win over a configured
 	// variable of the same name.
-	env := make([]string, 0, len(s.Env)+2)
+	userState, err := userStatePaths(s)
+	if err != nil {
+		return Spec{}, err
+	}
+	own := userEnv(p.Identities[in.User], len(userState) > 0)
+	env := make([]string, 0, len(s.Env)+2+len(own))
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
-		if k == "SYGALDRY_PROJECT" || k == "SYGALDRY_USER" || (k == WorkspaceEnv && s.Workspace != "") {
+		if k == "SYGALDRY_PROJECT" || k == "SYGALDRY_USER" || (k == WorkspaceEnv && s.Workspace != "") ||
+			slices.ContainsFunc(own, func(kv string) bool { return strings.HasPrefix(kv, k+"=") }) {
 			continue
 		}
 		env = append(env, k+"="+s.Env[k])
 	}
 	env = append(env, "SYGALDRY_PROJECT="+p.Name, "SYGALDRY_USER="+in.User)
+	env = append(env, own...)
 
 	projDir := filepath.Join(root, p.Name)
 	var workspace string
@@ -193,8 +218,14 @@ func BuildSpec(in SpecInput) (Spec, error) {
 		dirs = append(dirs, src)
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: src, Target: target})
 	}
+	var userDir string
+	if len(userState) > 0 {
+		userDir = filepath.Join(projDir, usersDir, in.User)
+		mounts = append(mounts, userStateMounts(userDir, "/home/"+cuser, userState)...)
+	}
 	mounts = append(mounts,
 		mount.Mount{Type: mount.TypeBind, Source: in.AgentPath, Target: AgentTarget, ReadOnly: true},
+		mount.Mount{Type: mount.TypeBind, Source: in.AgentPath, Target: CommandTarget, ReadOnly: true},
 		mount.Mount{Type: mount.TypeBind, Source: in.LinkDir, Target: LinkTarget},
 		mount.Mount{Type: mount.TypeBind, Source: in.AgentKey, Target: AgentKeyTarget, ReadOnly: true},
 	)
@@ -213,6 +244,9 @@ func BuildSpec(in SpecInput) (Spec, error) {
 		}
 		if t := path.Clean(m.Target); t == reservedRoot || strings.HasPrefix(t, reservedRoot+"/") {
 			return Spec{}, fmt.Errorf("mounts[%d]: target %s would hide the sygaldry agent", i, m.Target)
+		}
+		if t := path.Clean(m.Target); t == CommandTarget || slices.ContainsFunc(mounts, func(o mount.Mount) bool { return o.Target == t }) {
+			return Spec{}, fmt.Errorf("mounts[%d]: target %s is already mounted (the home, a storage dir, per-user state or the sygaldry command)", i, m.Target)
 		}
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: path.Clean(m.Source), Target: path.Clean(m.Target), ReadOnly: m.ReadOnly})
 	}
@@ -277,6 +311,8 @@ func BuildSpec(in SpecInput) (Spec, error) {
 		SocketPath:    socket,
 		AgentKeyPath:  in.AgentKey,
 		Workspace:     workspace,
+		UserDir:       userDir,
+		UserState:     userState,
 		Config:        cfg,
 		HostConfig:    hc,
 	}

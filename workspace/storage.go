@@ -17,7 +17,8 @@ import (
 
 // hostDirs are the host directories a container needs before it starts.
 type hostDirs struct {
-	chown []string // to be owned by the container user: created now, or root-owned and empty
+	chown []string      // to be owned by the container user: created now, or root-owned and empty
+	user  userStateDirs // the user's own directory and the mountpoints of user_state (storage_userstate.go)
 }
 
 // prepareHostDirs creates the missing project storage directories and the
@@ -53,6 +54,12 @@ func prepareHostDirs(spec Spec) (hostDirs, error) {
 		}
 	}
 
+	user, err := prepareUserDirs(spec)
+	if err != nil {
+		return hd, fmt.Errorf("per-user state: %w", err)
+	}
+	hd.user = user
+
 	// The link dir's parent (<state_dir>/run) is root's only: the container
 	// sees just its own link dir, through the bind mount.
 	if err := os.MkdirAll(filepath.Dir(spec.LinkDir), 0o700); err != nil {
@@ -82,6 +89,9 @@ func (hd hostDirs) own(uid, gid int) error {
 		if err := os.Lchown(dir, uid, gid); err != nil {
 			return fmt.Errorf("chown %s: %w", dir, err)
 		}
+	}
+	if err := hd.user.own(uid, gid); err != nil {
+		return fmt.Errorf("per-user state: %w", err)
 	}
 	return nil
 }

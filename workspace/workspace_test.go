@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"context"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,8 +26,8 @@ func TestEnsureWorkspace(t *testing.T) {
 	want := "the workspace of project " + p.Name + " (" + ws + ") is not a directory on this host"
 
 	_, err := r.m.Ensure(context.Background(), p, "alice", &testenv.SyncBuffer{})
-	if err == nil || !strings.HasPrefix(UserMessage(err), want) {
-		t.Fatalf("missing workspace: %v, message %q", err, UserMessage(err))
+	if err == nil || !strings.HasPrefix(usererr.Message(err), want) {
+		t.Fatalf("missing workspace: %v, message %q", err, usererr.Message(err))
 	}
 	if n := len(r.containers(p.Name, "alice")); n != 0 {
 		t.Errorf("%d containers made for a missing workspace", n)
@@ -55,7 +56,7 @@ func TestEnsureWorkspace(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = r.m.Ensure(context.Background(), p, "alice", &testenv.SyncBuffer{})
-	if err == nil || !strings.HasPrefix(UserMessage(err), want) {
-		t.Fatalf("workspace removed while stopped: %v, message %q", err, UserMessage(err))
+	if err == nil || !strings.HasPrefix(usererr.Message(err), want) {
+		t.Fatalf("workspace removed while stopped: %v, message %q", err, usererr.Message(err))
 	}
 }

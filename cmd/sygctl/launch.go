@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
 	"log/slog"
 	"maps"
@@ -72,8 +73,12 @@ func runLaunch(args []string, s stdio) int {
 	ls.opts.Logger = slog.New(slog.NewTextHandler(s.err, &slog.HandlerOptions{Level: level}))
 
 	fail := func(err error) int {
-		fmt.Fprintf(s.err, "sygctl launch: %s\n", workspace.UserMessage(err))
-		if ls.verbose {
+		msg := usererr.Message(err)
+		if msg == "" { // not one of the manager's: the caller is on the host, show it
+			msg = err.Error()
+		}
+		fmt.Fprintf(s.err, "sygctl launch: %s\n", msg)
+		if ls.verbose && msg != err.Error() {
 			fmt.Fprintf(s.err, "sygctl launch: %v\n", err)
 		}
 		return exitLaunchFailed
