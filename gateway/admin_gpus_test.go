@@ -2,13 +2,13 @@ package gateway_test
 
 import (
 	"context"
+	"github.com/sygaldry/sygaldry/internal/bind"
 	"testing"
 	"time"
 
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/admin/client"
 	"github.com/sygaldry/sygaldry/config"
-	"github.com/sygaldry/sygaldry/gateway"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/workspace"
@@ -61,7 +61,7 @@ func TestAdminGPUsNamesLeaseHolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &admin.Server{GPUs: oneGPUReport(uuid), Leases: gateway.AdminGPULeases(m2)}
+	srv := &admin.Server{GPUs: oneGPUReport(uuid), Leases: bind.AdminGPULeases(m2)}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	cl := client.New(sock)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"github.com/sygaldry/sygaldry/internal/bind"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +20,6 @@ import (
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/admin/client"
 	"github.com/sygaldry/sygaldry/config"
-	"github.com/sygaldry/sygaldry/gateway"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 )
@@ -34,7 +34,7 @@ func TestAdminListsAndKillsSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &admin.Server{Sessions: admin.FromRegistry(w.registry), Containers: gateway.AdminContainers(w.mgr)}
+	srv := &admin.Server{Sessions: admin.FromRegistry(w.registry), Containers: bind.AdminContainers(w.mgr)}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	cl := client.New(sock)
@@ -160,9 +160,8 @@ func TestReloadAdmitsNewMemberKeepsSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.gw.Reload(next); err != nil {
-		t.Fatal(err)
-	}
+	w.live.Set(next)
+	w.gw.Recheck()
 	if r := sshtest.Run(t, w.client(w.carol).SSH(ctx, "id -un"), nil); r.Code != 0 || r.Stdout != "kvothe\n" {
 		t.Errorf("carol after the reload: %v", r)
 	}

@@ -81,7 +81,7 @@ func (s *Server) authorizeKey(login string, key gossh.PublicKey, remote net.Addr
 func (s *Server) precheckKey(ctx ssh.Context, key ssh.PublicKey) bool {
 	_, ok := s.authorize(ctx.User(), key, ctx.RemoteAddr())
 	if !ok {
-		s.Metrics.keyRefused()
+		s.metrics.keyRefused()
 		s.prelog().Info("key refused", "remote", ctx.RemoteAddr().String(), "login", ctx.User(),
 			"fingerprint", gossh.FingerprintSHA256(key))
 	}

@@ -24,7 +24,7 @@ func (st *connState) loginBanner(ch gossh.Channel, sess *sessions.Session, req *
 	if req.Type != "shell" || !sess.Info().PTY {
 		return
 	}
-	n, ok := st.s.Containers.(loginNotices)
+	n, ok := st.s.containers.(loginNotices)
 	if !ok {
 		return
 	}

@@ -129,7 +129,7 @@ func (st *connState) authenticated() {
 	if st.authed.CompareAndSwap(false, true) {
 		st.grace.Stop()
 		st.startup.release(st.s)
-		st.s.Metrics.authDelta(1)
+		st.s.metrics.authDelta(1)
 	}
 }
 
@@ -163,14 +163,14 @@ func (st *connState) run() {
 	<-st.ctx.Done()
 	st.endLife(nil)
 	if e := st.entry.Load(); e != nil {
-		st.s.Sessions.EndConn(e)
+		st.s.sessions.EndConn(e)
 	}
 	if !st.authed.Load() {
 		st.grace.Stop()
 		st.startup.release(st.s)
 		return
 	}
-	st.s.Metrics.authDelta(-1)
+	st.s.metrics.authDelta(-1)
 	st.chans.Wait()
 	st.mu.Lock()
 	l, fds, target, acquired := st.link, st.fds, st.target, st.acquired
@@ -183,7 +183,7 @@ func (st *connState) run() {
 		fds.Close()
 	}
 	if acquired {
-		st.s.Containers.Release(target.Name)
+		st.s.containers.Release(target.Name)
 	}
 	user, project := st.identity()
 	st.log.Info("connection closed", "user", user, "project", project, "duration", time.Since(st.start).Round(time.Millisecond))
@@ -307,8 +307,8 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 		return nil, nil, Target{}, usererr.Errorf("project %q is no longer configured", project)
 	}
 	start := time.Now()
-	t, err := st.s.Containers.Ensure(ctx, p, user, progress)
-	st.s.Metrics.ensured(start, err)
+	t, err := st.s.containers.Ensure(ctx, p, user, progress)
+	st.s.metrics.ensured(start, err)
 	if err != nil {
 		st.log.Error("ensure container", "user", user, "project", project, "err", err)
 		if usererr.Message(err) == "" {
@@ -319,7 +319,7 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 	}
 	st.mu.Lock()
 	if !st.acquired {
-		st.s.Containers.Acquire(t.Name)
+		st.s.containers.Acquire(t.Name)
 		st.acquired = true
 	}
 	st.mu.Unlock()
@@ -352,7 +352,7 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 // older than the protocol, or a socket that fails verification) the link
 // carries the bytes, as before; the user notices nothing but speed.
 func (st *connState) dialFDs(ctx context.Context, l *gossh.Client, t Target) *link.FDs {
-	if st.s.NoFDPass {
+	if st.s.noFDPass {
 		return nil
 	}
 	start := time.Now()
@@ -457,7 +457,7 @@ func (st *connState) proxy(kind string, client gossh.Channel, clientReqs <-chan 
 	user, project := st.identity()
 	ctx, cancel := context.WithCancelCause(st.life)
 	defer cancel(nil)
-	sess := st.s.Sessions.Add(sessions.Info{
+	sess := st.s.sessions.Add(sessions.Info{
 		Conn: st.id, User: user, Project: project, Container: t.Name,
 		RemoteAddr: st.raw.RemoteAddr().String(), Kind: kind,
 	}, cancel)
@@ -474,12 +474,12 @@ func (st *connState) proxy(kind string, client gossh.Channel, clientReqs <-chan 
 	if c := context.Cause(ctx); c != nil && c != context.Canceled {
 		reason = c.Error()
 	}
-	st.s.Sessions.End(sess, reason)
+	st.s.sessions.End(sess, reason)
 	if e := st.entry.Load(); e != nil {
 		e.Touch()
 	}
 	in := sess.Info()
-	st.s.Metrics.sessionEnded(in)
+	st.s.metrics.sessionEnded(in)
 	st.log.Info("channel closed", "session", in.ID, "kind", in.Kind, "command", in.Command,
 		"bytes_in", in.BytesIn, "bytes_out", in.BytesOut, "duration", time.Since(start).Round(time.Millisecond))
 }

@@ -119,8 +119,8 @@ keys = [%q]
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := &gateway.Server{Config: cfg, Containers: inprocContainers{target}, NoFDPass: !fdpass,
-		Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	gw := mustNew(t, gateway.Options{Config: config.NewLive(cfg), Containers: inprocContainers{target}, NoFDPass: !fdpass,
+		Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/bind"
 	"io"
 	"log/slog"
 	"net"
@@ -41,6 +42,7 @@ type world struct {
 	doc      string // the config file's text, for reload tests
 	mgr      *workspace.Manager
 	gw       *gateway.Server
+	live     *config.Live // the gateway's configuration in force
 	registry *sessions.Registry
 	history  *sessions.History // nil unless the world keeps one
 	metrics  *prometheus.Registry
@@ -173,13 +175,14 @@ keys = [%q]
 		w.registry = sessions.NewRegistry(w.history)
 	}
 	w.metrics = prometheus.NewRegistry()
-	w.gw = &gateway.Server{
-		Config:     cfg,
-		Containers: gateway.ManagerContainers(w.mgr),
+	w.live = config.NewLive(cfg)
+	w.gw = mustNew(t, gateway.Options{
+		Config:     w.live,
+		Containers: bind.Containers(w.mgr),
 		Sessions:   w.registry,
 		Logger:     log,
 		Metrics:    gateway.NewMetrics(w.metrics, w.registry),
-	}
+	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -290,4 +293,14 @@ func (s *liveSession) wait(d time.Duration) int {
 		s.t.Fatalf("session did not end within %v", d)
 	}
 	return s.cmd.ProcessState.ExitCode()
+}
+
+// mustNew is gateway.New for a test.
+func mustNew(t testing.TB, o gateway.Options) *gateway.Server {
+	t.Helper()
+	gw, err := gateway.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gw
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/bind"
 	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
 	"log/slog"
@@ -58,7 +59,7 @@ keys = [%q]
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw = &gateway.Server{Config: cfg, Containers: cs, Logger: slog.New(slog.NewTextHandler(logw, nil))}
+	gw = mustNew(t, gateway.Options{Config: config.NewLive(cfg), Containers: cs, Logger: slog.New(slog.NewTextHandler(logw, nil))})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -418,7 +419,7 @@ func TestEngineDownTellsTheUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mgr.Close() })
-	addr, alice, _ := bareGateway(t, "", gateway.ManagerContainers(mgr))
+	addr, alice, _ := bareGateway(t, "", bind.Containers(mgr))
 	host, port, _ := net.SplitHostPort(addr)
 	c := sshtest.Client{Host: host, Port: port, Login: "zephyr", Key: alice}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -38,8 +38,7 @@ func addMalformed(f *testing.F, valid []byte) {
 
 // discardState is a connection of a server with an empty configuration.
 func discardState() *connState {
-	s := &Server{}
-	s.cur.Store(&config.Config{})
+	s := &Server{live: config.NewLive(&config.Config{})}
 	return &connState{s: s, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 

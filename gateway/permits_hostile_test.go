@@ -289,7 +289,7 @@ keys = [%q]
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := &gateway.Server{Config: cfg, Containers: h, Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), nil))}
+	gw := mustNew(t, gateway.Options{Config: config.NewLive(cfg), Containers: h, Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), nil))})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

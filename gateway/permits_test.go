@@ -44,9 +44,8 @@ func (w *world) reloadDoc(t *testing.T, doc string) {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	if err := w.gw.Reload(cfg); err != nil {
-		t.Fatalf("reload: %v", err)
-	}
+	w.live.Set(cfg)
+	w.gw.Recheck()
 }
 
 // opt prefixes k's authorized_keys line with options.

@@ -275,7 +275,7 @@ func (s *Server) acceptConn(ctx ssh.Context, c net.Conn) net.Conn {
 		s.startups.release(source, limitsOf(s.conf()))
 		return nil
 	}
-	s.Metrics.connAccepted()
+	s.metrics.connAccepted()
 	st := newConnState(s, ctx, c)
 	st.startup.gate, st.startup.source, st.startup.conn = &s.startups, source, c
 	ctx.SetValue(connStateKey{}, st)

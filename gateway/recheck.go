@@ -54,7 +54,7 @@ func (s *Server) loggedIn(ctx ssh.Context, perms *gossh.Permissions, key gossh.P
 		st.log.Warn("login refused: a reload withdrew its access during the handshake", "reason", why)
 		return false
 	}
-	e := s.Sessions.AddConn(sessions.Info{
+	e := s.sessions.AddConn(sessions.Info{
 		ID: st.id, User: perms.Extensions[extUser], Project: perms.Extensions[extProject],
 		RemoteAddr: remote.String(), Started: st.start.UTC(),
 	}, func(cause error) {
@@ -62,7 +62,7 @@ func (s *Server) loggedIn(ctx ssh.Context, perms *gossh.Permissions, key gossh.P
 		st.end(cause)
 	})
 	if old := st.entry.Swap(e); old != nil {
-		s.Sessions.EndConn(old)
+		s.sessions.EndConn(old)
 	}
 	return true
 }

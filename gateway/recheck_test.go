@@ -40,9 +40,8 @@ func (w *world) parse(doc string) *config.Config {
 
 func (w *world) reload(doc string) {
 	w.t.Helper()
-	if err := w.gw.Reload(w.parse(doc)); err != nil {
-		w.t.Fatal(err)
-	}
+	w.live.Set(w.parse(doc))
+	w.gw.Recheck()
 }
 
 // waitConn waits for an authenticated connection of user that is not in
@@ -161,7 +160,7 @@ func masterClient(c sshtest.Client, path string) sshtest.Client {
 
 // A connection that authenticated before bob left the project can open no
 // new channel and make no new global request, even if it is asked in the
-// instant before a reload's sweep reaches it (StoreConfig swaps the config
+// instant before a reload's sweep reaches it (Live.Set swaps the config
 // without the sweep); each refused attempt ends that connection.
 func TestNewChannelsAndRequestsAreRechecked(t *testing.T) {
 	logs := &testenv.SyncBuffer{}
@@ -193,7 +192,7 @@ func TestNewChannelsAndRequestsAreRechecked(t *testing.T) {
 		t.Fatalf("the master does not work: %v", r)
 	}
 
-	w.gw.StoreConfig(w.parse(strings.Replace(w.doc, `members = ["alice", "bob"]`, `members = ["alice"]`, 1)))
+	w.live.Set(w.parse(strings.Replace(w.doc, `members = ["alice", "bob"]`, `members = ["alice"]`, 1)))
 
 	// A new session on an old connection.
 	r := sshtest.Run(t, m1.SSH(ctx, "echo must-not-run"), nil)
@@ -412,9 +411,8 @@ func TestReloadDuringHandshakeRefusesLogin(t *testing.T) {
 	gateway.SetTestHook(t, func(point, project string) {
 		if point == "authorized" && project == w.project {
 			once.Do(func() {
-				if err := w.gw.Reload(revoked); err != nil {
-					t.Error(err)
-				}
+				w.live.Set(revoked)
+				w.gw.Recheck()
 			})
 		}
 	})

@@ -70,9 +70,12 @@ type Target struct {
 	Peer       link.Peer
 }
 
-// Server is the SSH gateway. Fill the fields, then call Serve.
-type Server struct {
-	Config     *config.Config
+// Options configure a Server. Config and Containers are required.
+type Options struct {
+	// Config holds the configuration in force: the one holder, which a
+	// reload replaces (then call Recheck). The server reads it at each
+	// decision: new connections, channels and requests.
+	Config     *config.Live
 	Containers Containers
 	Sessions   *sessions.Registry // nil: a registry without history
 	Logger     *slog.Logger       // nil: slog.Default()
@@ -80,62 +83,66 @@ type Server struct {
 	// NoFDPass keeps the bytes on the link instead of taking the agent's
 	// descriptors (internal/fdpass); for comparisons and tests.
 	NoFDPass bool
-
-	// HostSigners are the host keys; empty: loaded or generated in
-	// Config.Server.StateDir by Serve.
+	// HostSigners are the host keys; empty: loaded from server.state_dir,
+	// or generated there on first start.
 	HostSigners []gossh.Signer
+}
 
-	once    sync.Once
-	cur     atomic.Pointer[config.Config] // the config in force (Reload swaps it)
+// Server is the SSH gateway: New, then Serve.
+type Server struct {
+	live       *config.Live
+	containers Containers
+	sessions   *sessions.Registry
+	logger     *slog.Logger
+	metrics    *Metrics
+	noFDPass   bool
+
 	srv     *ssh.Server
-	initErr error
 	closing atomic.Bool
 	connSeq atomic.Uint64
-	conns   connSet        // live connections, re-checked on Reload
-	wg      sync.WaitGroup // per-connection goroutines we own
+	conns   connSet        // live connections, re-checked by Recheck
+	wg      sync.WaitGroup // goroutines we own: per connection, and the agent-channel servers
 
 	startups  startupGate // handshake slots and their queue (prelogin.go)
 	prelogger preLogState // rate-limited log of unauthenticated clients (prelog.go)
 }
 
+// New returns a server for o, with its host keys loaded (or generated and
+// written to server.state_dir on first start).
+func New(o Options) (*Server, error) {
+	if o.Config == nil || o.Config.Load() == nil {
+		return nil, errors.New("gateway: no config")
+	}
+	if o.Containers == nil {
+		return nil, errors.New("gateway: no container manager")
+	}
+	s := &Server{
+		live: o.Config, containers: o.Containers, sessions: o.Sessions,
+		logger: o.Logger, metrics: o.Metrics, noFDPass: o.NoFDPass,
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	if s.sessions == nil {
+		s.sessions = sessions.NewRegistry(nil)
+	}
+	signers := o.HostSigners
+	if len(signers) == 0 {
+		var err error
+		if signers, err = LoadHostKeys(s.conf().Server.StateDir, s.logger); err != nil {
+			return nil, err
+		}
+	}
+	s.srv = s.newSSHServer(signers)
+	return s, nil
+}
+
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = ssh.ErrServerClosed
 
-func (s *Server) log() *slog.Logger {
-	if s.Logger == nil {
-		return slog.Default()
-	}
-	return s.Logger
-}
+func (s *Server) log() *slog.Logger { return s.logger }
 
-func (s *Server) init() error {
-	s.once.Do(func() {
-		if s.Config == nil {
-			s.initErr = errors.New("gateway: no config")
-			return
-		}
-		if s.Containers == nil {
-			s.initErr = errors.New("gateway: no container manager")
-			return
-		}
-		s.cur.Store(s.Config)
-		if s.Sessions == nil {
-			s.Sessions = sessions.NewRegistry(nil)
-		}
-		if len(s.HostSigners) == 0 {
-			signers, err := LoadHostKeys(s.conf().Server.StateDir, s.log())
-			if err != nil {
-				s.initErr = err
-				return
-			}
-			s.HostSigners = signers
-		}
-		s.srv = s.newSSHServer()
-	})
-	return s.initErr
-}
-
-func (s *Server) newSSHServer() *ssh.Server {
+func (s *Server) newSSHServer(signers []gossh.Signer) *ssh.Server {
 	srv := &ssh.Server{
 		Version:          "Sygaldry",
 		HostSigners:      nil,
@@ -160,52 +167,29 @@ func (s *Server) newSSHServer() *ssh.Server {
 			"cancel-streamlocal-forward@openssh.com": s.handleGlobalForward,
 		},
 	}
-	for _, hs := range s.HostSigners {
+	for _, hs := range signers {
 		srv.AddHostKey(hs)
 	}
 	return srv
 }
 
 // conf is the configuration in force.
-func (s *Server) conf() *config.Config { return s.cur.Load() }
+func (s *Server) conf() *config.Config { return s.live.Load() }
 
-// Reload puts a new configuration in force for new connections and new
-// container starts: users, keys, memberships, project settings, env
-// allowlist and limits. A connection whose user, key (or certificate) or
-// membership the new config no longer grants is ended, its sessions told
-// why (recheck.go); the others keep going. The listen address, state dir
-// and host keys are read at start only.
-func (s *Server) Reload(c *config.Config) error {
-	if c == nil {
-		return errors.New("gateway: reload with no config")
+// Recheck re-checks every connection against the configuration in force,
+// after a reload: a connection whose user, key (or certificate) or
+// membership it no longer grants is ended, its sessions told why
+// (recheck.go); the others keep going. It returns how many were ended.
+func (s *Server) Recheck() (ended int) {
+	ended = s.endRevoked()
+	if ended > 0 {
+		s.log().Info("connections ended by a reload", "connections_ended", ended)
 	}
-	if err := s.init(); err != nil {
-		return err
-	}
-	old := s.conf()
-	for _, d := range []struct{ key, was, now string }{
-		{"server.listen", old.Server.Listen, c.Server.Listen},
-		{"server.state_dir", old.Server.StateDir, c.Server.StateDir},
-		{"server.admin_socket", old.Server.AdminSocket, c.Server.AdminSocket},
-		{"server.metrics_listen", old.Server.MetricsListen, c.Server.MetricsListen},
-		{"docker.host", old.Docker.Host, c.Docker.Host},
-		{"docker.storage_root", old.Docker.StorageRoot, c.Docker.StorageRoot},
-	} {
-		if d.was != d.now {
-			s.log().Warn("config change needs a restart to take effect", "key", d.key, "running", d.was, "file", d.now)
-		}
-	}
-	s.cur.Store(c)
-	ended := s.endRevoked()
-	s.log().Info("configuration reloaded", "projects", len(c.Projects), "users", len(c.Users), "connections_ended", ended)
-	return nil
+	return ended
 }
 
 // Serve accepts connections on l until Shutdown or Close.
 func (s *Server) Serve(l net.Listener) error {
-	if err := s.init(); err != nil {
-		return err
-	}
 	if s.closing.Load() {
 		return ErrServerClosed
 	}
@@ -218,14 +202,11 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	s.startups.close()
-	if err := s.init(); err != nil {
-		return err
-	}
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		// Sessions still open when the drain time is up are ended with a
 		// word to their users; their containers (and jobs) keep running.
-		s.Sessions.CancelAll(errShuttingDown)
+		s.sessions.CancelAll(errShuttingDown)
 		time.Sleep(200 * time.Millisecond) // let the messages go out
 		s.srv.Close()
 	}
@@ -239,9 +220,6 @@ var errShuttingDown = usererr.New("the gateway is restarting; your container and
 func (s *Server) Close() error {
 	s.closing.Store(true)
 	s.startups.close()
-	if err := s.init(); err != nil {
-		return err
-	}
 	err := s.srv.Close()
 	s.waitConns(5 * time.Second)
 	return err

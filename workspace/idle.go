@@ -7,6 +7,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 )
 
 // use is the gateway's count of connections inside one container, and the
@@ -87,14 +88,64 @@ func (m *Manager) useLocked(name string) *use {
 }
 
 func (m *Manager) armIdleLocked(name string, u *use) {
+	m.armIdleAfterLocked(name, u, m.opts.IdleStop)
+}
+
+// armIdleAfterLocked arms u's idle timer to fire after d, or forgets u when
+// idle stop is off.
+func (m *Manager) armIdleAfterLocked(name string, u *use, d time.Duration) {
 	u.stopTimer()
-	d := m.opts.IdleStop
-	if d <= 0 || m.closed {
+	if m.opts.IdleStop <= 0 || m.closed {
 		delete(m.uses, name)
 		return
 	}
 	gen := u.gen
-	u.timer = time.AfterFunc(d, func() { m.idleStop(name, gen) })
+	u.timer = time.AfterFunc(max(d, 0), func() { m.idleStop(name, gen) })
+}
+
+// SetIdleStop puts a reloaded idle_stop in force. A container nobody holds
+// is stopped d after it became idle (at once when that is past); 0 stops
+// none from now on.
+func (m *Manager) SetIdleStop(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d == m.opts.IdleStop {
+		return
+	}
+	m.opts.IdleStop = d
+	for name, u := range m.uses {
+		if u.n > 0 {
+			continue
+		}
+		since, ok := m.idleSince[name]
+		if !ok {
+			since = time.Now()
+		}
+		m.armIdleAfterLocked(name, u, d-time.Since(since))
+	}
+}
+
+// RestoreIdle arms the idle timer of every running container this manager
+// manages, for a gateway that starts while containers run: each is stopped
+// a full idle_stop from now unless a connection uses it. It returns how
+// many it armed.
+func (m *Manager) RestoreIdle(ctx context.Context) (int, error) {
+	f := filters.NewArgs()
+	for k, v := range m.opts.Labels {
+		f.Add("label", k+"="+v) // only this manager's containers (tests share an engine)
+	}
+	all, err := m.list(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range all {
+		if c.running() && c.name == ContainerName(c.project, c.user) {
+			m.touchIdle(c.name)
+			n++
+		}
+	}
+	return n, nil
 }
 
 // idleStop stops container name if nobody acquired it since the timer of
@@ -110,6 +161,7 @@ func (m *Manager) idleStop(name string, gen uint64) {
 		return
 	}
 	m.wg.Add(1)
+	idleFor := m.opts.IdleStop
 	m.mu.Unlock()
 	defer m.wg.Done()
 
@@ -158,7 +210,7 @@ func (m *Manager) idleStop(name string, gen uint64) {
 		return
 	}
 	m.releaseGPUs(name)
-	m.log.Info("stopped idle container", "container", name, "idle", m.opts.IdleStop)
+	m.log.Info("stopped idle container", "container", name, "idle_stop", idleFor)
 }
 
 // userProcesses lists the commands running in the container other than the

@@ -9,13 +9,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/bind"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,14 +58,14 @@ func run() int {
 		fmt.Printf("%s: ok (%d projects, %d users)\n", *configPath, len(cfg.Projects), len(cfg.Users))
 		return 0
 	}
-	if err := serve(*configPath, cfg, log); err != nil {
+	if err := serve(cfg, log); err != nil {
 		log.Error("gateway stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
+func serve(cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.Server.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
@@ -106,12 +106,12 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 	}()
 	defer func() { stopWatch(); <-watched }()
 
-	// The container manager resolves projects through the config in force,
-	// which SIGHUP replaces.
-	var current atomic.Pointer[config.Config]
-	current.Store(cfg)
+	// The configuration in force has one holder; the gateway and the
+	// container manager read it, a reload (SIGHUP, sygctl reload) replaces
+	// it through the reloader.
+	live := config.NewLive(cfg)
 	opts := workspace.OptionsFromConfig(cfg)
-	opts.Projects = func(name string) (config.Resolved, bool) { return current.Load().Project(name) }
+	opts.Projects = func(name string) (config.Resolved, bool) { return live.Load().Project(name) }
 	opts.AgentPath = agentPath
 	opts.Logger = log.With("component", "containers")
 	// Containers lease their GPUs from the inventory; on a host without
@@ -128,17 +128,26 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 	if err := mgr.RestoreLeases(context.Background()); err != nil {
 		log.Warn("GPU leases not read back from the running containers; they are at the first login that needs GPUs", "err", err)
 	}
+	if n, err := mgr.RestoreIdle(context.Background()); err != nil {
+		log.Warn("idle timers not armed for the running containers; each is armed at its next use", "err", err)
+	} else if n > 0 {
+		log.Info("idle timers armed for the containers already running", "containers", n, "idle_stop", cfg.Server.IdleStop.D)
+	}
 
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	promReg.MustRegister(gpu.NewCollector(gpus).WithLeases(leaseHolders(mgr)))
-	gw := &gateway.Server{
-		Config:     cfg,
-		Containers: gateway.ManagerContainers(mgr),
+	gw, err := gateway.New(gateway.Options{
+		Config:     live,
+		Containers: bind.Containers(mgr),
 		Sessions:   registry,
 		Logger:     log,
 		Metrics:    gateway.NewMetrics(promReg, registry),
+	})
+	if err != nil {
+		return err
 	}
+	reload := &reloader{live: live, gw: gw, mgr: mgr, gpus: opts.GPUs, log: log}
 	l, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -146,9 +155,10 @@ func serve(configPath string, cfg *config.Config, log *slog.Logger) error {
 
 	adm := &admin.Server{
 		Sessions:   admin.FromRegistry(registry),
-		Containers: gateway.AdminContainers(mgr),
+		Containers: bind.AdminContainers(mgr),
 		GPUs:       adminGPUs{inv: gpus, list: mgr.List, log: log.With("component", "admin")},
-		Leases:     gateway.AdminGPULeases(mgr),
+		Leases:     bind.AdminGPULeases(mgr),
+		Reloader:   reload,
 		Logger:     log.With("component", "admin"),
 	}
 	al, err := admin.Listen(cfg.Server.AdminSocket)
@@ -190,22 +200,7 @@ wait:
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				// Reload: a bad file keeps the running config (and says
-				// where the file is wrong), like `nginx -s reload`.
-				next, err := config.Load(configPath)
-				if err == nil {
-					err = checkHostGPUs(next, opts.GPUs)
-				}
-				if err != nil {
-					log.Error("config reload refused; keeping the running config", "err", err)
-					continue
-				}
-				if err := gw.Reload(next); err != nil {
-					log.Error("config reload", "err", err)
-					continue
-				}
-				current.Store(next)
-				applyLimits(mgr, next, log)
+				reload.Reload(context.Background()) // it logs what it did
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String())
@@ -231,15 +226,4 @@ wait:
 		runErr = nil
 	}
 	return runErr
-}
-
-// applyLimits puts a reloaded config's container limits in force on the
-// running containers (the engine's update call; nobody is disconnected). A
-// failure is logged: the containers keep their old limits.
-func applyLimits(mgr *workspace.Manager, cfg *config.Config, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := mgr.ApplyLimits(ctx, cfg); err != nil {
-		log.Error("config reload: container limits not all applied", "err", err)
-	}
 }

@@ -1,4 +1,9 @@
-package gateway
+// Package bind binds the workspace manager (and with it the Docker SDK) to
+// the interfaces the gateway and the admin API define for what they need:
+// gateway.Containers, admin.Containers and admin.GPULeases. Only the wiring
+// in cmd/gateway, and tests that run a gateway on the real engine, import
+// it; gateway/ and admin/ know nothing of Docker.
+package bind
 
 import (
 	"context"
@@ -6,26 +11,27 @@ import (
 
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/gateway"
 	"github.com/sygaldry/sygaldry/workspace"
 )
 
-// ManagerContainers adapts the container manager to what the gateway needs.
-func ManagerContainers(m *workspace.Manager) Containers { return managerContainers{m} }
+// Containers adapts the container manager to what the gateway needs.
+func Containers(m *workspace.Manager) gateway.Containers { return managerContainers{m} }
 
 type managerContainers struct{ m *workspace.Manager }
 
-func (c managerContainers) Ensure(ctx context.Context, p config.Resolved, user string, progress io.Writer) (Target, error) {
+func (c managerContainers) Ensure(ctx context.Context, p config.Resolved, user string, progress io.Writer) (gateway.Target, error) {
 	inst, err := c.m.Ensure(ctx, p, user, progress)
 	if err != nil {
-		return Target{}, err
+		return gateway.Target{}, err
 	}
-	return Target{Name: inst.Name, SocketPath: inst.SocketPath, Peer: inst.Peer}, nil
+	return gateway.Target{Name: inst.Name, SocketPath: inst.SocketPath, Peer: inst.Peer}, nil
 }
 
 func (c managerContainers) Acquire(name string) { c.m.Acquire(name) }
 func (c managerContainers) Release(name string) { c.m.Release(name) }
 
-// LoginNotice is the banner line of an interactive login (banner.go).
+// LoginNotice is the banner line of an interactive login (gateway/banner.go).
 func (c managerContainers) LoginNotice(name string) string { return c.m.LoginNotice(name) }
 
 // AdminContainers adapts the container manager to the admin API's listing.
