@@ -16,9 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ptyDevice is a session's pseudo-terminal. The agent writes nothing into the
-// stream itself: line discipline (ONLCR, echo, raw mode) is the kernel's,
-// so full-screen programs get exactly the bytes a real sshd gives them.
+// ptyDevice is a session's pseudo-terminal. Line discipline (ONLCR, echo,
+// raw mode) is the kernel's, so full-screen programs get exactly the bytes a
+// real sshd gives them. The agent itself writes only the ports banner of an
+// interactive login (ports.go), into the slave before the shell starts, so
+// it goes through the same line discipline.
 type ptyDevice struct {
 	// master is non-blocking and registered with the runtime poller, so
 	// reads honour deadlines — needed for the bounded drain after exit.

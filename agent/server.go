@@ -82,6 +82,9 @@ type Server struct {
 	// (sshd's "GatewayPorts clientspecified"). False, sshd's default: always
 	// bind loopback, so a forward is never exposed to the container network.
 	GatewayPorts bool
+	// ProcDir is where the listening ports shown at an interactive login
+	// are read (ports.go). Empty: /proc.
+	ProcDir string
 
 	initOnce sync.Once
 	initErr  error

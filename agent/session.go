@@ -226,6 +226,16 @@ func (s *session) startProcess(kind, command string) (bool, func()) {
 	}
 	cmd.Dir = s.startDir()
 	cmd.Env = s.environ()
+	if kind == "shell" && s.pty != nil {
+		// An interactive login: the ports listening in the container, for
+		// a terminal user to find (ports.go). Never on exec or subsystems,
+		// whose output is data.
+		if b := portsBanner(s.c.srv.ProcDir, cmd.Env); b != nil {
+			if _, err := s.pty.tty.Write(b); err != nil {
+				s.log.Debug("ports banner not written", "err", err)
+			}
+		}
+	}
 	p, err := startProcess(cmd, s.pty)
 	if err != nil {
 		s.log.Warn("start failed", "kind", kind, "shell", shell, "err", err)

@@ -3,6 +3,10 @@
 //
 //	sygaldry-agent serve --listen /.sygaldry/run/agent.sock --host-key /.sygaldry/agent_key
 //
+// Under the name sygaldry it is the user's command in the container:
+//
+//	sygaldry ports [--json]
+//
 // As PID 1 it first becomes init (reaps zombies, forwards SIGTERM/SIGINT)
 // and re-executes itself to serve.
 package main
@@ -40,6 +44,11 @@ func main() {
 }
 
 func run(argv []string, stdout, stderr io.Writer) int {
+	// The same binary is the user's `sygaldry` command in the container
+	// (mounted as /usr/local/bin/sygaldry): `sygaldry ports`.
+	if len(argv) > 0 && filepath.Base(argv[0]) == agent.CommandName {
+		return agent.Command(argv[1:], stdout, stderr, os.Getenv)
+	}
 	if len(argv) < 2 {
 		fmt.Fprint(stderr, usage)
 		return 2
