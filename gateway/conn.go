@@ -342,7 +342,11 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 	for _, typ := range []string{"forwarded-tcpip", "forwarded-streamlocal@openssh.com", "auth-agent@openssh.com"} {
 		agentChans = append(agentChans, l.HandleChannelOpen(typ), l.HandleChannelOpen(fdpass.ForwardedVariant(typ)))
 	}
-	go st.serveAgentChannels(t, agentChans)
+	st.s.wg.Add(1)
+	go func() {
+		defer st.s.wg.Done()
+		st.serveAgentChannels(t, agentChans) // until the link closes
+	}()
 	st.log.Debug("link up", "container", t.Name, "descriptors", fds != nil)
 	return l, fds, t, nil
 }

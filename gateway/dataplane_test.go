@@ -61,6 +61,7 @@ func (l *lockedBuffer) String() string {
 }
 
 type inproc struct {
+	gw       *gateway.Server
 	client   sshtest.Client
 	home     string        // the agent's $HOME
 	agentLog *lockedBuffer // what the agent logged
@@ -129,6 +130,7 @@ keys = [%q]
 	t.Cleanup(func() { gw.Close() })
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	return &inproc{
+		gw:       gw,
 		client:   sshtest.Client{Host: "127.0.0.1", Port: port, Login: "zephyr", Key: alice},
 		home:     home,
 		agentLog: alog,

@@ -207,7 +207,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// Sessions still open when the drain time is up are ended with a
 		// word to their users; their containers (and jobs) keep running.
 		s.sessions.CancelAll(errShuttingDown)
-		time.Sleep(200 * time.Millisecond) // let the messages go out
+		s.channelsEnded(2 * time.Second) // each has written its line and closed
 		s.srv.Close()
 	}
 	s.waitConns(5 * time.Second)
@@ -223,6 +223,23 @@ func (s *Server) Close() error {
 	err := s.srv.Close()
 	s.waitConns(5 * time.Second)
 	return err
+}
+
+// channelsEnded waits, at most d, until every channel of every connection
+// has ended.
+func (s *Server) channelsEnded(d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		for _, st := range s.conns.list() {
+			st.chans.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		s.log().Warn("channels still open after being told to end", "waited", d)
+	}
 }
 
 func (s *Server) waitConns(d time.Duration) {
