@@ -37,9 +37,8 @@ func cmdContainers(args []string, stdout, stderr io.Writer) int {
 // whether --json was given.
 func adminShow(name, usage, help string, args []string, stdout, stderr io.Writer,
 	show func(ctx context.Context, cl *client.Client, asJSON bool) int) int {
-	var af adminFlags
 	fs := newAdminFlagSet(name, usage, help)
-	af.add(fs, true)
+	af := declareAdmin(fs)
 	operands, code := parseAdminFlags(fs, args, true, stdout, stderr)
 	if code >= 0 {
 		return code

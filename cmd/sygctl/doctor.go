@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -91,18 +92,26 @@ type doctorEnv struct {
 	gpuMissing string
 }
 
-func init() {
-	register(command{name: "doctor", summary: "check the host's NVIDIA driver, NVML, CUDA version and container runtime",
-		run: func(a []string, s stdio) int { return cmdDoctor(a, s.out, s.err) }})
+// doctorFlags are the doctor's flags, declared by declareDoctorFlags for
+// cmdDoctor and for the command table (help, completion).
+type doctorFlags struct {
+	config, dockerfile string
+	noGPUOK, json      bool
+}
+
+func declareDoctorFlags(fs *flag.FlagSet) *doctorFlags {
+	f := new(doctorFlags)
+	fs.StringVar(&f.config, "config", os.Getenv("SYGALDRY_CONFIG"), "gateway config `FILE`: its docker.host, its projects' gpus and Dockerfiles (default $SYGALDRY_CONFIG)")
+	fs.StringVar(&f.dockerfile, "dockerfile", "", "read the CUDA version the image needs from this Dockerfile `FILE` (default: the config's, else the checkout's container/dev_container.dockerfile)")
+	fs.BoolVar(&f.noGPUOK, "no-gpu-ok", false, "a host without GPUs is fine: missing GPU pieces are warnings")
+	fs.BoolVar(&f.json, "json", false, "print JSON instead of lines")
+	return f
 }
 
 // cmdDoctor is `sygctl doctor [flags]`.
 func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	fs := newAdminFlagSet("doctor", "sygctl doctor [--config FILE] [--dockerfile FILE] [--no-gpu-ok] [--json]", doctorHelp)
-	cfgPath := fs.String("config", os.Getenv("SYGALDRY_CONFIG"), "gateway config `FILE`: its docker.host, its projects' gpus and Dockerfiles (default $SYGALDRY_CONFIG)")
-	dockerfile := fs.String("dockerfile", "", "read the CUDA version the image needs from this Dockerfile `FILE` (default: the config's, else the checkout's container/dev_container.dockerfile)")
-	noGPUOK := fs.Bool("no-gpu-ok", false, "a host without GPUs is fine: missing GPU pieces are warnings")
-	asJSON := fs.Bool("json", false, "print JSON instead of lines")
+	f := declareDoctorFlags(fs)
 	operands, code := parseAdminFlags(fs, args, true, stdout, stderr)
 	if code >= 0 {
 		return code
@@ -111,10 +120,10 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 		return adminUsageError(fs, stderr, "unexpected argument %q", operands[0])
 	}
 
-	env := doctorEnv{root: "/", gpuMissing: statusFail, dockerfile: *dockerfile, nvmlPath: os.Getenv("SYGALDRY_NVML_LIBRARY")}
+	env := doctorEnv{root: "/", gpuMissing: statusFail, dockerfile: f.dockerfile, nvmlPath: os.Getenv("SYGALDRY_NVML_LIBRARY")}
 	var host string
-	if *cfgPath != "" {
-		cfg, err := config.Load(*cfgPath)
+	if f.config != "" {
+		cfg, err := config.Load(f.config)
 		if err != nil {
 			fmt.Fprintf(stderr, "sygctl doctor: %v\n", err)
 			return 1
@@ -128,7 +137,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 			env.dockerfile = gpuFiles[0]
 		}
 	}
-	if *noGPUOK {
+	if f.noGPUOK {
 		env.gpuMissing = statusWarn
 	}
 	if env.dockerfile == "" {
@@ -147,7 +156,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	}
 
 	results := runDoctor(env)
-	if *asJSON {
+	if f.json {
 		out := make([]checkResult, len(results))
 		for i, r := range results {
 			r.Status = strings.ToLower(r.Status)

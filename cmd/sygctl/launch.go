@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -20,14 +21,6 @@ import (
 	"github.com/sygaldry/sygaldry/config"
 	"github.com/sygaldry/sygaldry/workspace"
 )
-
-func init() {
-	register(command{
-		name:    "launch",
-		summary: "start your project container on this host and run a shell or a command in it",
-		run:     runLaunch,
-	})
-}
 
 // exitLaunchFailed is the exit code when the container or the session could
 // not be set up, as docker run's 125: the remote command never ran.
@@ -49,6 +42,10 @@ environment:
                          build arg NAME (e.g. BAZEL_VERSION) when a missing image is
                          built, over the config's build_args
 
+There is no --json: what launch prints is COMMAND's own output (or the
+shell's terminal), passed through unchanged, and its exit status is COMMAND's
+(125 when the container or the session could not be set up).
+
 flags:
 `
 
@@ -62,7 +59,7 @@ type launchSpec struct {
 }
 
 func runLaunch(args []string, s stdio) int {
-	ls, rc := parseLaunch(args, s.err)
+	ls, rc := parseLaunch(args, s.out, s.err)
 	if rc >= 0 {
 		return rc
 	}
@@ -115,34 +112,51 @@ func runLaunch(args []string, s stdio) int {
 	return code
 }
 
-// parseLaunch resolves the launch from flags, environment and config. It
-// returns code >= 0 when launch should exit at once with it.
-func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
-	fs := flag.NewFlagSet("sygctl launch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, launchUsage)
-		fs.PrintDefaults()
-	}
-	cfgPath := fs.String("config", os.Getenv("SYGALDRY_CONFIG"), "gateway config `FILE` (default $SYGALDRY_CONFIG; none: built-in defaults)")
-	user := fs.String("user", "", "your user `NAME` (default $SUDO_USER, else $USER, else root)")
-	stateDir := fs.String("state-dir", "", "`DIR` holding the agent sockets (default: the config's state_dir, else "+config.DefaultStateDir+")")
-	agent := fs.String("agent", "", "sygaldry-agent binary `PATH` (default: next to sygctl)")
-	workspaceDir := fs.String("workspace", "", "host `DIR` (absolute, existing) mounted at /workspace, where the shell or COMMAND starts (default: the project's workspace, if any)")
-	verbose := fs.Bool("v", false, "print the complete errors and the container manager's log")
-	labels := map[string]string{}
+// launchFlags are launch's flags, declared by declareLaunchFlags for
+// parseLaunch and for the command table (help, completion).
+type launchFlags struct {
+	config, user, stateDir, agent, workspace string
+	verbose                                  bool
+	labels                                   map[string]string
+}
+
+func declareLaunchFlags(fs *flag.FlagSet) *launchFlags {
+	f := &launchFlags{labels: map[string]string{}}
+	fs.StringVar(&f.config, "config", os.Getenv("SYGALDRY_CONFIG"), "gateway config `FILE` (default $SYGALDRY_CONFIG; none: built-in defaults)")
+	fs.StringVar(&f.user, "user", "", "your user `NAME` (default $SUDO_USER, else $USER, else root)")
+	fs.StringVar(&f.stateDir, "state-dir", "", "`DIR` holding the agent sockets (default: the config's state_dir, else "+config.DefaultStateDir+")")
+	fs.StringVar(&f.agent, "agent", "", "sygaldry-agent binary `PATH` (default: next to sygctl)")
+	fs.StringVar(&f.workspace, "workspace", "", "host `DIR` (absolute, existing) mounted at /workspace, where the shell or COMMAND starts (default: the project's workspace, if any)")
+	fs.BoolVar(&f.verbose, "v", false, "print the complete errors and the container manager's log")
 	fs.Func("label", "extra container `KEY=VALUE` label (repeatable; part of the spec)", func(v string) error {
 		k, val, ok := strings.Cut(v, "=")
 		if !ok || k == "" {
 			return errors.New("want KEY=VALUE")
 		}
-		labels[k] = val
+		f.labels[k] = val
 		return nil
 	})
+	return f
+}
+
+// parseLaunch resolves the launch from flags, environment and config. It
+// returns code >= 0 when launch should exit at once with it: 0 after -h
+// (the usage on stdout), 2 after a bad flag or value (on stderr).
+func parseLaunch(args []string, stdout, stderr io.Writer) (launchSpec, int) {
+	fs := flag.NewFlagSet("sygctl launch", flag.ContinueOnError)
+	var msg bytes.Buffer
+	fs.SetOutput(&msg)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), launchUsage)
+		fs.PrintDefaults()
+	}
+	f := declareLaunchFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			stdout.Write(msg.Bytes())
 			return launchSpec{}, 0
 		}
+		stderr.Write(msg.Bytes())
 		return launchSpec{}, 2
 	}
 	bad := func(format string, a ...any) (launchSpec, int) {
@@ -152,8 +166,8 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 
 	var cfg *config.Config
 	var err error
-	if *cfgPath != "" {
-		cfg, err = config.Load(*cfgPath)
+	if f.config != "" {
+		cfg, err = config.Load(f.config)
 	} else {
 		cfg, err = config.Parse("built-in defaults", nil)
 		if err == nil {
@@ -193,7 +207,7 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 		p.Image = img
 	}
 
-	if ws := *workspaceDir; ws != "" {
+	if ws := f.workspace; ws != "" {
 		if !filepath.IsAbs(ws) {
 			return bad("--workspace %q: want an absolute path", ws)
 		}
@@ -203,7 +217,7 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 		p.Workspace = filepath.Clean(ws)
 	}
 
-	u := *user
+	u := f.user
 	if u == "" {
 		u = firstNonEmpty(os.Getenv("SUDO_USER"), os.Getenv("USER"), "root")
 	}
@@ -220,7 +234,7 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 		disableGPUs = !on
 	}
 
-	agentPath := *agent
+	agentPath := f.agent
 	if agentPath == "" {
 		p, err := workspace.DefaultAgentPath()
 		if err != nil {
@@ -237,8 +251,8 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 
 	opts := workspace.OptionsFromConfig(cfg)
 	opts.StorageRoot = envOr("SYGALDRY_STORAGE_ROOT", cfg.Docker.StorageRoot)
-	if *stateDir != "" {
-		opts.StateDir = *stateDir
+	if f.stateDir != "" {
+		opts.StateDir = f.stateDir
 	}
 	for _, d := range []*string{&opts.StorageRoot, &opts.StateDir} {
 		if *d, err = filepath.Abs(*d); err != nil {
@@ -249,8 +263,8 @@ func parseLaunch(args []string, stderr io.Writer) (launchSpec, int) {
 	opts.IdleStop = 0 // nobody would be left to stop it; the gateway's timer does
 	opts.DisableGPUs = disableGPUs
 	opts.KeepRunning = true
-	opts.Labels = labels
-	return launchSpec{project: p, user: u, opts: opts, args: fs.Args(), verbose: *verbose}, -1
+	opts.Labels = f.labels
+	return launchSpec{project: p, user: u, opts: opts, args: fs.Args(), verbose: f.verbose}, -1
 }
 
 // defaultDockerfile is the seed's dev container Dockerfile in the checkout

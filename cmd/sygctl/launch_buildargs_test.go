@@ -31,7 +31,7 @@ func TestLaunchBuildArgsFromEnvironment(t *testing.T) {
 	t.Setenv("SYGALDRY_IMAGE", "")
 	t.Setenv("SYGALDRY_BUILD_ARG_BAZEL_VERSION", "7.4.1")
 	t.Setenv("SYGALDRY_BUILD_ARG_PYTHON_VERSION", "3.12")
-	ls, rc := parseLaunch([]string{"--config", cfg, "--agent", agent, "--user", "tester"}, io.Discard)
+	ls, rc := parseLaunch([]string{"--config", cfg, "--agent", agent, "--user", "tester"}, io.Discard, io.Discard)
 	if rc >= 0 {
 		t.Fatalf("parseLaunch exited %d", rc)
 	}

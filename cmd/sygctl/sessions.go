@@ -43,6 +43,14 @@ type adminFlags struct {
 	json   bool
 }
 
+// declareAdmin declares the flags of an admin command that takes no others
+// (containers, gpus, reload).
+func declareAdmin(fs *flag.FlagSet) *adminFlags {
+	af := new(adminFlags)
+	af.add(fs, true)
+	return af
+}
+
 // add registers the flags on fs. The current values are the defaults, so a
 // subcommand's FlagSet keeps what its parent's already parsed
 // (`sygctl sessions --socket S kill 7`).
@@ -133,19 +141,26 @@ recently ended ones too. A client connection with no channel open (an
 'ssh -N' tunnel, an idle ControlMaster) is listed as a row of kind
 "connection" whose ID is the connection's, "c<N>". Subcommands:
 
-  sygctl sessions kill [--conn] [--reason TEXT] ID...   end live sessions
-                                                        (--conn: their whole
-                                                        connections)
-  sygctl sessions history [-n 50] [--json]              list ended sessions`
+  sygctl sessions kill [--conn] [--reason TEXT] [--json] ID...
+                                           end live sessions (--conn: their
+                                           whole connections)
+  sygctl sessions history [-n 50] [--json] list ended sessions`
+
+// declareSessionsFlags declares the flags of `sygctl sessions` on fs, with
+// af's as the common ones.
+func declareSessionsFlags(fs *flag.FlagSet, af *adminFlags) (all *bool, n *int) {
+	af.add(fs, true)
+	all = fs.Bool("all", false, "also list recently ended sessions (from the history)")
+	n = fs.Int("n", 50, "with --all: show the last `N` ended sessions (0: all)")
+	return all, n
+}
 
 // cmdSessions is `sygctl sessions [flags]`, `sygctl sessions kill` and
 // `sygctl sessions history`.
 func cmdSessions(args []string, stdout, stderr io.Writer) int {
 	var af adminFlags
 	fs := newAdminFlagSet("sessions", "sygctl sessions [--socket PATH | --config FILE] [--json] [--all [-n N]]", sessionsHelp)
-	af.add(fs, true)
-	all := fs.Bool("all", false, "also list recently ended sessions (from the history)")
-	n := fs.Int("n", 50, "with --all: show the last `N` ended sessions (0: all)")
+	all, n := declareSessionsFlags(fs, &af)
 	operands, code := parseAdminFlags(fs, args, false, stdout, stderr)
 	if code >= 0 {
 		return code
@@ -156,6 +171,8 @@ func cmdSessions(args []string, stdout, stderr io.Writer) int {
 			return sessionsKill(&af, operands[1:], stdout, stderr)
 		case "history":
 			return sessionsHistory(&af, operands[1:], stdout, stderr)
+		case "help": // sygctl sessions help [kill|history]
+			return cmdSessions(append(slices.Clone(operands[1:min(2, len(operands))]), "--help"), stdout, stderr)
 		}
 		return adminUsageError(fs, stderr, "unknown subcommand %q", operands[0])
 	}
@@ -191,15 +208,32 @@ func cmdSessions(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// declareKillFlags declares the flags of `sygctl sessions kill` on fs,
+// with af's (already parsed by `sygctl sessions`) as the common ones.
+func declareKillFlags(fs *flag.FlagSet, af *adminFlags) (reason *string, wholeConn *bool) {
+	af.add(fs, true)
+	reason = fs.String("reason", "", "`TEXT` the session's user is told")
+	wholeConn = fs.Bool("conn", false, "end the whole client connection each ID belongs to")
+	return reason, wholeConn
+}
+
+// killed is one line of `sygctl sessions kill --json`'s list: an ID given
+// that was killed, and the client connection that ended with it (for
+// --conn, or for a connection ID).
+type killed struct {
+	Killed     string `json:"killed"`
+	Connection string `json:"connection,omitempty"`
+}
+
 func sessionsKill(af *adminFlags, args []string, stdout, stderr io.Writer) int {
-	fs := newAdminFlagSet("sessions kill", "sygctl sessions kill [--conn] [--reason TEXT] ID...",
+	fs := newAdminFlagSet("sessions kill", "sygctl sessions kill [--conn] [--reason TEXT] [--json] ID...",
 		"Ends live sessions. The session's user sees \"session killed by an\n"+
 			"administrator\" and the reason. An ID \"c<N>\" (a row of kind\n"+
 			"\"connection\") ends that client connection. With --conn, each ID's whole\n"+
-			"connection ends: all its sessions and forwards, and the connection itself.")
-	af.add(fs, false)
-	reason := fs.String("reason", "", "`TEXT` the session's user is told")
-	wholeConn := fs.Bool("conn", false, "end the whole client connection each ID belongs to")
+			"connection ends: all its sessions and forwards, and the connection itself.\n"+
+			"With --json: a list of {\"killed\": ID, \"connection\": CONN} for the IDs\n"+
+			"killed; an ID that is not live is named on stderr and the exit code is 1.")
+	reason, wholeConn := declareKillFlags(fs, af)
 	ids, code := parseAdminFlags(fs, args, true, stdout, stderr)
 	if code >= 0 {
 		return code
@@ -214,6 +248,7 @@ func sessionsKill(af *adminFlags, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
 	rc := 0
+	done := []killed{}
 	for _, id := range ids {
 		var conn string
 		if *wholeConn {
@@ -229,7 +264,16 @@ func sessionsKill(af *adminFlags, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sygctl sessions kill: no live session %s (see 'sygctl sessions'; ended ones are in 'sygctl sessions history')\n", termSafe(id))
 			rc = 1
 		case err != nil:
+			if af.json && len(done) > 0 {
+				writeJSON(stdout, stderr, done) // what was killed before the failure
+			}
 			return adminFail(stderr, "sessions kill", err)
+		case af.json:
+			k := killed{Killed: id, Connection: conn}
+			if k.Connection == "" && sessions.IsConnID(id) {
+				k.Connection = id
+			}
+			done = append(done, k)
 		case *wholeConn && conn != id:
 			fmt.Fprintf(stdout, "closed connection %s (of session %s)\n", termSafe(conn), termSafe(id))
 		case *wholeConn || sessions.IsConnID(id):
@@ -238,14 +282,25 @@ func sessionsKill(af *adminFlags, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "killed session %s\n", termSafe(id))
 		}
 	}
+	if af.json {
+		if code := writeJSON(stdout, stderr, done); code != 0 {
+			return code
+		}
+	}
 	return rc
+}
+
+// declareHistoryFlags declares the flags of `sygctl sessions history` on
+// fs, with af's (already parsed by `sygctl sessions`) as the common ones.
+func declareHistoryFlags(fs *flag.FlagSet, af *adminFlags) (n *int) {
+	af.add(fs, true)
+	return fs.Int("n", 50, "show the last `N` ended sessions (0: all)")
 }
 
 func sessionsHistory(af *adminFlags, args []string, stdout, stderr io.Writer) int {
 	fs := newAdminFlagSet("sessions history", "sygctl sessions history [-n N] [--json]",
 		"Lists the last N ended sessions, oldest first.")
-	af.add(fs, true)
-	n := fs.Int("n", 50, "show the last `N` ended sessions (0: all)")
+	n := declareHistoryFlags(fs, af)
 	operands, code := parseAdminFlags(fs, args, true, stdout, stderr)
 	if code >= 0 {
 		return code

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -71,5 +72,38 @@ func TestSessionsConnections(t *testing.T) {
 	code, _, errs = runAdmin(t, cmdSessions, "--socket", e.sock, "kill", "--conn", orphan.ID())
 	if code != 1 || !strings.Contains(errs, "no live connection for "+orphan.ID()) {
 		t.Fatalf("kill --conn without a connection: exit %d, %q", code, errs)
+	}
+}
+
+// kill --json lists what it killed: {"killed": ID} for a session,
+// "connection" too for a connection ID or --conn; an ID that is not live is
+// named on stderr, left out of the list, and makes the exit code 1.
+func TestSessionsKillJSON(t *testing.T) {
+	e := startAdmin(t, nil)
+	e.reg.AddConn(sessions.Info{ID: "c3", User: "bob", Project: "zephyr"}, func(error) {})
+	e.reg.AddConn(sessions.Info{ID: "c4", User: "alice", Project: "zephyr"}, func(error) {})
+	s := e.reg.Add(sessions.Info{Conn: "c4", User: "alice", Project: "zephyr"}, func(error) {})
+	s2 := e.reg.Add(sessions.Info{Conn: "c4", User: "alice", Project: "zephyr"}, func(error) {})
+
+	kill := func(args ...string) (int, []map[string]string, string) {
+		t.Helper()
+		code, out, errs := runAdmin(t, cmdSessions, append([]string{"--socket", e.sock, "kill", "--json"}, args...)...)
+		var got []map[string]string
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("%q: not a JSON list (%v): %q, stderr %q", args, err, out, errs)
+		}
+		return code, got, errs
+	}
+	code, got, errs := kill(s.ID(), "c3", "4711")
+	want := []map[string]string{{"killed": s.ID()}, {"killed": "c3", "connection": "c3"}}
+	if code != 1 || !reflect.DeepEqual(got, want) || !strings.Contains(errs, "no live session 4711") {
+		t.Errorf("exit %d, %v, stderr %q; want exit 1, %v", code, got, errs, want)
+	}
+	code, got, errs = kill("--conn", s2.ID())
+	if want := []map[string]string{{"killed": s2.ID(), "connection": "c4"}}; code != 0 || !reflect.DeepEqual(got, want) {
+		t.Errorf("--conn: exit %d, %v, stderr %q; want %v", code, got, errs, want)
+	}
+	if code, got, _ = kill("4711"); code != 1 || got == nil || len(got) != 0 {
+		t.Errorf("nothing killed: exit %d, %#v; want exit 1 and []", code, got)
 	}
 }
