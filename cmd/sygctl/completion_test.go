@@ -143,6 +143,8 @@ func TestCompletionCases(t *testing.T) {
 	c.want([]string{"sygctl", "sessions", "--config", "ga"}, "gateway.toml")
 	c.want([]string{"sygctl", "gpus", "--config", "=", "ga"}, "gateway.toml")
 	c.want([]string{"sygctl", "gpus", "--config", "="}, "admin.sock", "gateway.toml", "run")
+	c.want([]string{"sygctl", "--config", "gateway.toml", "rel"}, "reload")
+	c.want([]string{"sygctl", "reload", "--"}, "--socket", "--config", "--json", "--help")
 	c.want([]string{"sygctl", "launch", "--workspace", ""}, "run")
 	c.want([]string{"sygctl", "sessions", "-n", ""})
 	c.want([]string{"sygctl", "sessions", "kill", "--reason", ""})

@@ -59,6 +59,8 @@ func init() {
 			flags: func(fs *flag.FlagSet) { declareAdmin(fs) }, run: withStreams(cmdContainers)},
 		{name: "gpus", summary: "list the host's GPUs, their health and who uses them",
 			flags: func(fs *flag.FlagSet) { declareAdmin(fs) }, run: withStreams(cmdGPUs)},
+		{name: "reload", summary: "make the gateway reread its config; say what it applied and what needs a restart",
+			flags: func(fs *flag.FlagSet) { declareAdmin(fs) }, run: withStreams(cmdReload)},
 		{name: "doctor", summary: "check the host's NVIDIA driver, NVML, CUDA version and container runtime",
 			flags: func(fs *flag.FlagSet) { declareDoctorFlags(fs) }, run: withStreams(cmdDoctor)},
 		{name: "completion", summary: "print the shell completion script (bash)",
