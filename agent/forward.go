@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"github.com/sygaldry/sygaldry/internal/sshmsg"
 	"log/slog"
 	"net"
 	"os"
@@ -18,22 +19,6 @@ import (
 // "localhost", ports and socket paths are the container's — the reason the
 // agent exists rather than the gateway dialing from the host (which would
 // reach the wrong service and open an SSRF hole into the host).
-
-// directTCPIPMsg is the extra data of a direct-tcpip open (RFC 4254 §7.2).
-type directTCPIPMsg struct {
-	Host     string
-	Port     uint32
-	OrigHost string
-	OrigPort uint32
-}
-
-// directStreamLocalMsg is the extra data of direct-streamlocal@openssh.com
-// (openssh PROTOCOL §2.4).
-type directStreamLocalMsg struct {
-	Path      string
-	Reserved0 string
-	Reserved1 uint32
-}
 
 func (c *linkConn) serveDirectTCPIP(nch ssh.NewChannel) {
 	c.serveDirect(nch, "tcp", nch.ExtraData())
@@ -140,23 +125,6 @@ func (fw *remoteForward) close() {
 	fw.loops.Wait()
 }
 
-// tcpipForwardMsg is the payload of tcpip-forward / cancel-tcpip-forward
-// (RFC 4254 §7.1).
-type tcpipForwardMsg struct {
-	Host string
-	Port uint32
-}
-
-// forwardedTCPIPMsg is the extra data of a forwarded-tcpip open (§7.2): the
-// address and port as the client asked for them, so the client can match
-// it to its -R entry (OpenSSH matches port 0 forwards by the allocated port).
-type forwardedTCPIPMsg struct {
-	Host     string
-	Port     uint32
-	OrigHost string
-	OrigPort uint32
-}
-
 // bindHosts is where a tcpip-forward listens. sshd with GatewayPorts=no (its
 // default) binds loopback whatever the client asks; "localhost" is bound on
 // both families like OpenSSH does via getaddrinfo.
@@ -219,7 +187,7 @@ func (c *linkConn) tcpipForward(payload []byte) (bool, []byte) {
 	var reply []byte
 	if m.Port == 0 {
 		// §7.1: the allocated port is returned only when 0 was requested.
-		reply = ssh.Marshal(struct{ Port uint32 }{uint32(port)})
+		reply = ssh.Marshal(sshmsg.TCPIPForwardReply{Port: uint32(port)})
 	}
 	return true, reply
 }
@@ -230,17 +198,6 @@ func (c *linkConn) cancelTCPIPForward(payload []byte) bool {
 		return false
 	}
 	return c.removeForward(net.JoinHostPort(m.Host, strconv.FormatUint(uint64(m.Port), 10)))
-}
-
-// streamLocalForwardMsg is the payload of (cancel-)streamlocal-forward@openssh.com.
-type streamLocalForwardMsg struct {
-	Path string
-}
-
-// forwardedStreamLocalMsg is the extra data of forwarded-streamlocal@openssh.com.
-type forwardedStreamLocalMsg struct {
-	Path     string
-	Reserved string
 }
 
 func (c *linkConn) streamLocalForward(payload []byte) bool {
@@ -369,14 +326,14 @@ func (c *linkConn) openForwarded(fw *remoteForward, conn net.Conn) {
 	var extra []byte
 	if fw.path != "" {
 		kind = "forwarded-streamlocal@openssh.com"
-		extra = ssh.Marshal(forwardedStreamLocalMsg{Path: fw.path})
+		extra = ssh.Marshal(sshmsg.ForwardedStreamLocal{Path: fw.path})
 	} else {
 		kind = "forwarded-tcpip"
 		origHost, origPort := "127.0.0.1", 0
 		if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
 			origHost, origPort = ta.IP.String(), ta.Port
 		}
-		extra = ssh.Marshal(forwardedTCPIPMsg{Host: fw.host, Port: fw.port, OrigHost: origHost, OrigPort: uint32(origPort)})
+		extra = ssh.Marshal(sshmsg.ForwardedTCPIP{Host: fw.host, Port: fw.port, OrigHost: origHost, OrigPort: uint32(origPort)})
 	}
 	c.openAndCopy(c.channelLog(kind).With("key", fw.key), kind, extra, conn)
 }

@@ -1,12 +1,9 @@
 package agent
 
 import (
-	"errors"
-	"fmt"
+	"github.com/sygaldry/sygaldry/internal/sshmsg"
 	"strings"
 	"syscall"
-
-	"golang.org/x/crypto/ssh"
 )
 
 // Decoding of every request payload and channel-open extra data the agent
@@ -30,71 +27,48 @@ const (
 	maxPortNumber = 65535
 )
 
-// errMalformed is wrapped by every decoding error.
-var errMalformed = errors.New("malformed request")
-
-func malformed(what, why string) error {
-	return fmt.Errorf("%w: %s: %s", errMalformed, what, why)
-}
-
-func unmarshal(what string, payload []byte, out any) error {
-	if err := ssh.Unmarshal(payload, out); err != nil {
-		return malformed(what, err.Error())
-	}
-	return nil
-}
-
-// envMsg is the payload of "env" (RFC 4254 §6.4).
-type envMsg struct {
-	Name, Value string
-}
-
 // decodeEnv returns a variable the environment block can hold: a name with
 // no '=' or NUL, and a value with no NUL (execve would refuse the whole
 // environment, so one bad variable would fail the session's start).
-func decodeEnv(payload []byte) (envMsg, error) {
-	var m envMsg
-	if err := unmarshal("env", payload, &m); err != nil {
-		return envMsg{}, err
+func decodeEnv(payload []byte) (sshmsg.Env, error) {
+	var m sshmsg.Env
+	if err := sshmsg.Unmarshal("env", payload, &m); err != nil {
+		return sshmsg.Env{}, err
 	}
 	if !validEnvName(m.Name) {
-		return envMsg{}, malformed("env", "bad variable name")
+		return sshmsg.Env{}, sshmsg.Malformed("env", "bad variable name")
 	}
 	if strings.IndexByte(m.Value, 0) >= 0 {
-		return envMsg{}, malformed("env", "NUL in value")
+		return sshmsg.Env{}, sshmsg.Malformed("env", "NUL in value")
 	}
 	return m, nil
 }
 
-// ptyReqMsg is the payload of "pty-req" (RFC 4254 §6.2).
-type ptyReqMsg struct {
-	Term                      string
-	Cols, Rows, Width, Height uint32
-	Modes                     string
-}
+// ptyRequest is a decoded pty-req.
+type ptyRequest struct{ sshmsg.PtyReq }
+
+func (m ptyRequest) window() windowSize { return windowSize{m.Cols, m.Rows, m.Width, m.Height} }
 
 // decodePtyReq returns a pty request whose TERM can go into the environment
 // and whose size fits a struct winsize.
-func decodePtyReq(payload []byte) (ptyReqMsg, error) {
-	var m ptyReqMsg
-	if err := unmarshal("pty-req", payload, &m); err != nil {
-		return ptyReqMsg{}, err
+func decodePtyReq(payload []byte) (ptyRequest, error) {
+	var m ptyRequest
+	if err := sshmsg.Unmarshal("pty-req", payload, &m.PtyReq); err != nil {
+		return ptyRequest{}, err
 	}
 	if len(m.Term) > maxTermLen || strings.IndexByte(m.Term, 0) >= 0 {
-		return ptyReqMsg{}, malformed("pty-req", "bad TERM")
+		return ptyRequest{}, sshmsg.Malformed("pty-req", "bad TERM")
 	}
-	w := clampWindow(windowSize{m.Cols, m.Rows, m.Width, m.Height})
+	w := clampWindow(m.window())
 	m.Cols, m.Rows, m.Width, m.Height = w.Cols, w.Rows, w.Width, w.Height
 	return m, nil
 }
-
-func (m ptyReqMsg) window() windowSize { return windowSize{m.Cols, m.Rows, m.Width, m.Height} }
 
 // decodeWindowChange returns the new size of a "window-change" (§6.7),
 // clamped to what a pty holds.
 func decodeWindowChange(payload []byte) (windowSize, error) {
 	var w windowSize
-	if err := unmarshal("window-change", payload, &w); err != nil {
+	if err := sshmsg.Unmarshal("window-change", payload, &w); err != nil {
 		return windowSize{}, err
 	}
 	return clampWindow(w), nil
@@ -104,55 +78,40 @@ func clampWindow(w windowSize) windowSize {
 	return windowSize{min(w.Cols, maxWinDim), min(w.Rows, maxWinDim), min(w.Width, maxWinDim), min(w.Height, maxWinDim)}
 }
 
-// execMsg is the payload of "exec" (§6.5).
-type execMsg struct {
-	Command string
-}
-
 // decodeExec returns a command that fits one argv string: no NUL, at most
 // maxCommandLen bytes.
 func decodeExec(payload []byte) (string, error) {
-	var m execMsg
-	if err := unmarshal("exec", payload, &m); err != nil {
+	var m sshmsg.Exec
+	if err := sshmsg.Unmarshal("exec", payload, &m); err != nil {
 		return "", err
 	}
 	if len(m.Command) > maxCommandLen {
-		return "", malformed("exec", "command too long")
+		return "", sshmsg.Malformed("exec", "command too long")
 	}
 	if strings.IndexByte(m.Command, 0) >= 0 {
-		return "", malformed("exec", "NUL in command")
+		return "", sshmsg.Malformed("exec", "NUL in command")
 	}
 	return m.Command, nil
 }
 
-// subsystemMsg is the payload of "subsystem" (§6.5).
-type subsystemMsg struct {
-	Name string
-}
-
 func decodeSubsystem(payload []byte) (string, error) {
-	var m subsystemMsg
-	if err := unmarshal("subsystem", payload, &m); err != nil {
+	var m sshmsg.Subsystem
+	if err := sshmsg.Unmarshal("subsystem", payload, &m); err != nil {
 		return "", err
 	}
 	return m.Name, nil
 }
 
-// signalMsg is the payload of "signal" (§6.9).
-type signalMsg struct {
-	Signal string
-}
-
 // decodeSignal returns the signal a "signal" request names; only the names
 // signalByName knows are accepted.
 func decodeSignal(payload []byte) (syscall.Signal, error) {
-	var m signalMsg
-	if err := unmarshal("signal", payload, &m); err != nil {
+	var m sshmsg.Signal
+	if err := sshmsg.Unmarshal("signal", payload, &m); err != nil {
 		return 0, err
 	}
 	sig, ok := signalByName(m.Signal)
 	if !ok {
-		return 0, malformed("signal", "unknown signal")
+		return 0, sshmsg.Malformed("signal", "unknown signal")
 	}
 	return sig, nil
 }
@@ -161,62 +120,62 @@ func decodeSignal(payload []byte) (syscall.Signal, error) {
 // as sshd does (openssh PROTOCOL.agent).
 func decodeAuthAgentReq(payload []byte) error {
 	if len(payload) != 0 {
-		return malformed("auth-agent-req", "unexpected payload")
+		return sshmsg.Malformed("auth-agent-req", "unexpected payload")
 	}
 	return nil
 }
 
 // decodeDirectTCPIP returns the target of a direct-tcpip open (§7.2).
-func decodeDirectTCPIP(extra []byte) (directTCPIPMsg, error) {
-	var m directTCPIPMsg
-	if err := unmarshal("direct-tcpip", extra, &m); err != nil {
-		return directTCPIPMsg{}, err
+func decodeDirectTCPIP(extra []byte) (sshmsg.DirectTCPIP, error) {
+	var m sshmsg.DirectTCPIP
+	if err := sshmsg.Unmarshal("direct-tcpip", extra, &m); err != nil {
+		return sshmsg.DirectTCPIP{}, err
 	}
 	if m.Port > maxPortNumber || m.OrigPort > maxPortNumber {
-		return directTCPIPMsg{}, malformed("direct-tcpip", "port out of range")
+		return sshmsg.DirectTCPIP{}, sshmsg.Malformed("direct-tcpip", "port out of range")
 	}
 	if strings.IndexByte(m.Host, 0) >= 0 || strings.IndexByte(m.OrigHost, 0) >= 0 {
-		return directTCPIPMsg{}, malformed("direct-tcpip", "NUL in host")
+		return sshmsg.DirectTCPIP{}, sshmsg.Malformed("direct-tcpip", "NUL in host")
 	}
 	return m, nil
 }
 
 // decodeDirectStreamLocal returns the socket path of a
 // direct-streamlocal@openssh.com open.
-func decodeDirectStreamLocal(extra []byte) (directStreamLocalMsg, error) {
-	var m directStreamLocalMsg
-	if err := unmarshal("direct-streamlocal", extra, &m); err != nil {
-		return directStreamLocalMsg{}, err
+func decodeDirectStreamLocal(extra []byte) (sshmsg.DirectStreamLocal, error) {
+	var m sshmsg.DirectStreamLocal
+	if err := sshmsg.Unmarshal("direct-streamlocal", extra, &m); err != nil {
+		return sshmsg.DirectStreamLocal{}, err
 	}
 	if err := checkSocketPath("direct-streamlocal", m.Path); err != nil {
-		return directStreamLocalMsg{}, err
+		return sshmsg.DirectStreamLocal{}, err
 	}
 	return m, nil
 }
 
 // decodeTCPIPForward decodes tcpip-forward and cancel-tcpip-forward (§7.1).
-func decodeTCPIPForward(payload []byte) (tcpipForwardMsg, error) {
-	var m tcpipForwardMsg
-	if err := unmarshal("tcpip-forward", payload, &m); err != nil {
-		return tcpipForwardMsg{}, err
+func decodeTCPIPForward(payload []byte) (sshmsg.TCPIPForward, error) {
+	var m sshmsg.TCPIPForward
+	if err := sshmsg.Unmarshal("tcpip-forward", payload, &m); err != nil {
+		return sshmsg.TCPIPForward{}, err
 	}
 	if m.Port > maxPortNumber {
-		return tcpipForwardMsg{}, malformed("tcpip-forward", "port out of range")
+		return sshmsg.TCPIPForward{}, sshmsg.Malformed("tcpip-forward", "port out of range")
 	}
 	if strings.IndexByte(m.Host, 0) >= 0 {
-		return tcpipForwardMsg{}, malformed("tcpip-forward", "NUL in host")
+		return sshmsg.TCPIPForward{}, sshmsg.Malformed("tcpip-forward", "NUL in host")
 	}
 	return m, nil
 }
 
 // decodeStreamLocalForward decodes (cancel-)streamlocal-forward@openssh.com.
-func decodeStreamLocalForward(payload []byte) (streamLocalForwardMsg, error) {
-	var m streamLocalForwardMsg
-	if err := unmarshal("streamlocal-forward", payload, &m); err != nil {
-		return streamLocalForwardMsg{}, err
+func decodeStreamLocalForward(payload []byte) (sshmsg.StreamLocalForward, error) {
+	var m sshmsg.StreamLocalForward
+	if err := sshmsg.Unmarshal("streamlocal-forward", payload, &m); err != nil {
+		return sshmsg.StreamLocalForward{}, err
 	}
 	if err := checkSocketPath("streamlocal-forward", m.Path); err != nil {
-		return streamLocalForwardMsg{}, err
+		return sshmsg.StreamLocalForward{}, err
 	}
 	return m, nil
 }
@@ -225,10 +184,10 @@ func decodeStreamLocalForward(payload []byte) (streamLocalForwardMsg, error) {
 // NUL (Go would otherwise pass a truncated or abstract name to the kernel).
 func checkSocketPath(what, path string) error {
 	if path == "" {
-		return malformed(what, "empty path")
+		return sshmsg.Malformed(what, "empty path")
 	}
 	if strings.IndexByte(path, 0) >= 0 {
-		return malformed(what, "NUL in path")
+		return sshmsg.Malformed(what, "NUL in path")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"errors"
+	"github.com/sygaldry/sygaldry/internal/sshmsg"
 	"io"
 	"log/slog"
 	"strings"
@@ -42,11 +43,11 @@ func mustRoundTrip(t *testing.T, what string, msg any, payload []byte) {
 }
 
 func FuzzEnv(f *testing.F) {
-	for _, m := range []envMsg{{"LANG", "C.UTF-8"}, {"LC_ALL", ""}, {"GIT_AUTHOR_NAME", "Ålice ☃"},
-		{"", "x"}, {"A=B", "c"}, {"A", "b\x00c"}, {"A\x00B", "c"}} {
+	for _, m := range []sshmsg.Env{{Name: "LANG", Value: "C.UTF-8"}, {Name: "LC_ALL", Value: ""}, {Name: "GIT_AUTHOR_NAME", Value: "Ålice ☃"},
+		{Name: "", Value: "x"}, {Name: "A=B", Value: "c"}, {Name: "A", Value: "b\x00c"}, {Name: "A\x00B", Value: "c"}} {
 		f.Add(ssh.Marshal(m))
 	}
-	addMalformed(f, ssh.Marshal(envMsg{"LANG", "C"}))
+	addMalformed(f, ssh.Marshal(sshmsg.Env{Name: "LANG", Value: "C"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		w := sshwire.NewReader(payload)
 		name, value := w.Str(), w.Str()
@@ -95,16 +96,15 @@ func FuzzEnv(f *testing.F) {
 
 func FuzzPtyReq(f *testing.F) {
 	modes := []byte{53, 0, 0, 0, 1, 3, 0, 0, 0, 127, 128, 0, 0, 0x96, 0, 0}
-	for _, m := range []ptyReqMsg{
-		{"xterm-256color", 80, 24, 640, 480, string(modes)},
-		{"", 0, 0, 0, 0, ""},
-		{"vt100", 0xffffffff, 0x10000, 1, 1, "\x00"},
-		{"xterm\x00", 80, 24, 0, 0, ""},
-		{strings.Repeat("x", maxTermLen+1), 80, 24, 0, 0, ""},
-	} {
+	for _, m := range []sshmsg.PtyReq{
+		{Term: "xterm-256color", Cols: 80, Rows: 24, Width: 640, Height: 480, Modes: string(modes)},
+		{Term: "", Cols: 0, Rows: 0, Width: 0, Height: 0, Modes: ""},
+		{Term: "vt100", Cols: 0xffffffff, Rows: 0x10000, Width: 1, Height: 1, Modes: "\x00"},
+		{Term: "xterm\x00", Cols: 80, Rows: 24, Width: 0, Height: 0, Modes: ""},
+		{Term: strings.Repeat("x", maxTermLen+1), Cols: 80, Rows: 24, Width: 0, Height: 0, Modes: ""}} {
 		f.Add(ssh.Marshal(m))
 	}
-	addMalformed(f, ssh.Marshal(ptyReqMsg{Term: "xterm"}))
+	addMalformed(f, ssh.Marshal(sshmsg.PtyReq{Term: "xterm"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		w := sshwire.NewReader(payload)
 		term := w.Str()
@@ -132,7 +132,7 @@ func FuzzPtyReq(f *testing.F) {
 			}
 		}
 		if got == dims {
-			mustRoundTrip(t, "pty-req", m, payload)
+			mustRoundTrip(t, "pty-req", m.PtyReq, payload)
 		}
 	})
 }
@@ -163,11 +163,11 @@ func FuzzWindowChange(f *testing.F) {
 
 func FuzzExec(f *testing.F) {
 	for _, c := range []string{"true", "", "scp -t /tmp", "echo a\x00b", "ls; exit 3"} {
-		f.Add(ssh.Marshal(execMsg{c}))
+		f.Add(ssh.Marshal(sshmsg.Exec{Command: c}))
 	}
-	f.Add(ssh.Marshal(execMsg{strings.Repeat("a", maxCommandLen)}))
-	f.Add(ssh.Marshal(execMsg{strings.Repeat("a", maxCommandLen+1)}))
-	addMalformed(f, ssh.Marshal(execMsg{"true"}))
+	f.Add(ssh.Marshal(sshmsg.Exec{Command: strings.Repeat("a", maxCommandLen)}))
+	f.Add(ssh.Marshal(sshmsg.Exec{Command: strings.Repeat("a", maxCommandLen+1)}))
+	addMalformed(f, ssh.Marshal(sshmsg.Exec{Command: "true"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		w := sshwire.NewReader(payload)
 		cmd := w.Str()
@@ -180,16 +180,16 @@ func FuzzExec(f *testing.F) {
 			if got != cmd {
 				t.Fatalf("exec %.64q decoded as %.64q", payload, got)
 			}
-			mustRoundTrip(t, "exec", execMsg{got}, payload)
+			mustRoundTrip(t, "exec", sshmsg.Exec{Command: got}, payload)
 		}
 	})
 }
 
 func FuzzSubsystem(f *testing.F) {
 	for _, n := range []string{"sftp", "", "netconf", "sftp\x00"} {
-		f.Add(ssh.Marshal(subsystemMsg{n}))
+		f.Add(ssh.Marshal(sshmsg.Subsystem{Name: n}))
 	}
-	addMalformed(f, ssh.Marshal(subsystemMsg{"sftp"}))
+	addMalformed(f, ssh.Marshal(sshmsg.Subsystem{Name: "sftp"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		w := sshwire.NewReader(payload)
 		name := w.Str()
@@ -201,16 +201,16 @@ func FuzzSubsystem(f *testing.F) {
 			if got != name {
 				t.Fatalf("subsystem %q decoded as %q", payload, got)
 			}
-			mustRoundTrip(t, "subsystem", subsystemMsg{got}, payload)
+			mustRoundTrip(t, "subsystem", sshmsg.Subsystem{Name: got}, payload)
 		}
 	})
 }
 
 func FuzzSignal(f *testing.F) {
 	for _, n := range []string{"INT", "TERM", "KILL", "WINCH", "SIGINT", "int", "", "INT\x00", "TERM@openssh.com"} {
-		f.Add(ssh.Marshal(signalMsg{n}))
+		f.Add(ssh.Marshal(sshmsg.Signal{Signal: n}))
 	}
-	addMalformed(f, ssh.Marshal(signalMsg{"HUP"}))
+	addMalformed(f, ssh.Marshal(sshmsg.Signal{Signal: "HUP"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		w := sshwire.NewReader(payload)
 		name := w.Str()
@@ -240,11 +240,11 @@ func FuzzAuthAgentReq(f *testing.F) {
 }
 
 func FuzzDirectTCPIP(f *testing.F) {
-	for _, m := range []directTCPIPMsg{{"localhost", 8888, "127.0.0.1", 50000}, {"::1", 0, "", 0},
-		{"db", 65536, "x", 1}, {"db", 5432, "x", 70000}, {"db\x00evil", 22, "x", 1}, {"db", 22, "x\x00", 1}, {"", 80, "", 0}} {
+	for _, m := range []sshmsg.DirectTCPIP{{Host: "localhost", Port: 8888, OrigHost: "127.0.0.1", OrigPort: 50000}, {Host: "::1", Port: 0, OrigHost: "", OrigPort: 0},
+		{Host: "db", Port: 65536, OrigHost: "x", OrigPort: 1}, {Host: "db", Port: 5432, OrigHost: "x", OrigPort: 70000}, {Host: "db\x00evil", Port: 22, OrigHost: "x", OrigPort: 1}, {Host: "db", Port: 22, OrigHost: "x\x00", OrigPort: 1}, {Host: "", Port: 80, OrigHost: "", OrigPort: 0}} {
 		f.Add(ssh.Marshal(m))
 	}
-	addMalformed(f, ssh.Marshal(directTCPIPMsg{"localhost", 80, "127.0.0.1", 1}))
+	addMalformed(f, ssh.Marshal(sshmsg.DirectTCPIP{Host: "localhost", Port: 80, OrigHost: "127.0.0.1", OrigPort: 1}))
 	f.Fuzz(func(t *testing.T, extra []byte) {
 		w := sshwire.NewReader(extra)
 		host, port, oh, op := w.Str(), w.U32(), w.Str(), w.U32()
@@ -254,7 +254,7 @@ func FuzzDirectTCPIP(f *testing.F) {
 			t.Fatalf("direct-tcpip %q: err %v, want accepted %v", extra, err, want)
 		}
 		if err == nil {
-			if m != (directTCPIPMsg{host, port, oh, op}) {
+			if m != (sshmsg.DirectTCPIP{Host: host, Port: port, OrigHost: oh, OrigPort: op}) {
 				t.Fatalf("direct-tcpip %q decoded as %+v", extra, m)
 			}
 			mustRoundTrip(t, "direct-tcpip", m, extra)
@@ -263,10 +263,10 @@ func FuzzDirectTCPIP(f *testing.F) {
 }
 
 func FuzzDirectStreamLocal(f *testing.F) {
-	for _, m := range []directStreamLocalMsg{{"/run/app.sock", "", 0}, {"", "", 0}, {"/tmp/a\x00b", "", 0}, {"@abstract", "x", 7}} {
+	for _, m := range []sshmsg.DirectStreamLocal{{Path: "/run/app.sock", Reserved0: "", Reserved1: 0}, {Path: "", Reserved0: "", Reserved1: 0}, {Path: "/tmp/a\x00b", Reserved0: "", Reserved1: 0}, {Path: "@abstract", Reserved0: "x", Reserved1: 7}} {
 		f.Add(ssh.Marshal(m))
 	}
-	addMalformed(f, ssh.Marshal(directStreamLocalMsg{Path: "/tmp/s"}))
+	addMalformed(f, ssh.Marshal(sshmsg.DirectStreamLocal{Path: "/tmp/s"}))
 	f.Fuzz(func(t *testing.T, extra []byte) {
 		w := sshwire.NewReader(extra)
 		path, r0, r1 := w.Str(), w.Str(), w.U32()
@@ -276,7 +276,7 @@ func FuzzDirectStreamLocal(f *testing.F) {
 			t.Fatalf("direct-streamlocal %q: err %v, want accepted %v", extra, err, want)
 		}
 		if err == nil {
-			if m != (directStreamLocalMsg{path, r0, r1}) {
+			if m != (sshmsg.DirectStreamLocal{Path: path, Reserved0: r0, Reserved1: r1}) {
 				t.Fatalf("direct-streamlocal %q decoded as %+v", extra, m)
 			}
 			mustRoundTrip(t, "direct-streamlocal", m, extra)
@@ -286,10 +286,10 @@ func FuzzDirectStreamLocal(f *testing.F) {
 
 // FuzzTCPIPForward covers tcpip-forward and cancel-tcpip-forward (one format).
 func FuzzTCPIPForward(f *testing.F) {
-	for _, m := range []tcpipForwardMsg{{"localhost", 8080}, {"", 0}, {"*", 65535}, {"0.0.0.0", 65536}, {"a\x00", 80}} {
+	for _, m := range []sshmsg.TCPIPForward{{Host: "localhost", Port: 8080}, {Host: "", Port: 0}, {Host: "*", Port: 65535}, {Host: "0.0.0.0", Port: 65536}, {Host: "a\x00", Port: 80}} {
 		f.Add(ssh.Marshal(m))
 	}
-	addMalformed(f, ssh.Marshal(tcpipForwardMsg{"localhost", 0}))
+	addMalformed(f, ssh.Marshal(sshmsg.TCPIPForward{Host: "localhost", Port: 0}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		w := sshwire.NewReader(payload)
 		host, port := w.Str(), w.U32()
@@ -299,7 +299,7 @@ func FuzzTCPIPForward(f *testing.F) {
 			t.Fatalf("tcpip-forward %q: err %v, want accepted %v", payload, err, want)
 		}
 		if err == nil {
-			if m != (tcpipForwardMsg{host, port}) {
+			if m != (sshmsg.TCPIPForward{Host: host, Port: port}) {
 				t.Fatalf("tcpip-forward %q decoded as %+v", payload, m)
 			}
 			mustRoundTrip(t, "tcpip-forward", m, payload)
@@ -310,9 +310,9 @@ func FuzzTCPIPForward(f *testing.F) {
 // FuzzStreamLocalForward covers (cancel-)streamlocal-forward@openssh.com.
 func FuzzStreamLocalForward(f *testing.F) {
 	for _, p := range []string{"/tmp/fwd.sock", "", "rel.sock", "/tmp/a\x00/b"} {
-		f.Add(ssh.Marshal(streamLocalForwardMsg{p}))
+		f.Add(ssh.Marshal(sshmsg.StreamLocalForward{Path: p}))
 	}
-	addMalformed(f, ssh.Marshal(streamLocalForwardMsg{"/tmp/x"}))
+	addMalformed(f, ssh.Marshal(sshmsg.StreamLocalForward{Path: "/tmp/x"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		w := sshwire.NewReader(payload)
 		path := w.Str()
@@ -335,14 +335,14 @@ func FuzzStreamLocalForward(f *testing.F) {
 // global request answered false, before anything is dialled or bound.
 // Accepted payloads dial or listen, which the forwarding tests cover.
 func FuzzLinkRequest(f *testing.F) {
-	f.Add(uint8(0), ssh.Marshal(directTCPIPMsg{"localhost", 70000, "", 0}))
-	f.Add(uint8(0), ssh.Marshal(directTCPIPMsg{"local\x00host", 22, "", 0}))
-	f.Add(uint8(1), ssh.Marshal(directStreamLocalMsg{"/run/a\x00b", "", 0}))
-	f.Add(uint8(1), ssh.Marshal(directStreamLocalMsg{}))
-	f.Add(uint8(2), ssh.Marshal(tcpipForwardMsg{"localhost", 65536}))
-	f.Add(uint8(3), ssh.Marshal(tcpipForwardMsg{"a\x00", 8080}))
-	f.Add(uint8(4), ssh.Marshal(streamLocalForwardMsg{"/tmp/x\x00y"}))
-	f.Add(uint8(5), ssh.Marshal(streamLocalForwardMsg{}))
+	f.Add(uint8(0), ssh.Marshal(sshmsg.DirectTCPIP{Host: "localhost", Port: 70000, OrigHost: "", OrigPort: 0}))
+	f.Add(uint8(0), ssh.Marshal(sshmsg.DirectTCPIP{Host: "local\x00host", Port: 22, OrigHost: "", OrigPort: 0}))
+	f.Add(uint8(1), ssh.Marshal(sshmsg.DirectStreamLocal{Path: "/run/a\x00b", Reserved0: "", Reserved1: 0}))
+	f.Add(uint8(1), ssh.Marshal(sshmsg.DirectStreamLocal{}))
+	f.Add(uint8(2), ssh.Marshal(sshmsg.TCPIPForward{Host: "localhost", Port: 65536}))
+	f.Add(uint8(3), ssh.Marshal(sshmsg.TCPIPForward{Host: "a\x00", Port: 8080}))
+	f.Add(uint8(4), ssh.Marshal(sshmsg.StreamLocalForward{Path: "/tmp/x\x00y"}))
+	f.Add(uint8(5), ssh.Marshal(sshmsg.StreamLocalForward{}))
 	f.Add(uint8(2), []byte{0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, sel uint8, payload []byte) {
 		c := &linkConn{srv: &Server{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}

@@ -4,6 +4,7 @@ package agent
 
 import (
 	"encoding/binary"
+	"github.com/sygaldry/sygaldry/internal/sshmsg"
 	"io"
 	"log/slog"
 	"testing"
@@ -112,15 +113,15 @@ func FuzzTerminalModes(f *testing.F) {
 // integration tests.
 func FuzzSessionRequest(f *testing.F) {
 	types := []string{"pty-req", "exec", "subsystem", "auth-agent-req@openssh.com", "window-change", "signal"}
-	f.Add(uint8(0), ssh.Marshal(ptyReqMsg{"xterm", 132, 43, 0, 0, ""}))
-	f.Add(uint8(0), ssh.Marshal(ptyReqMsg{"xterm\x00", 80, 24, 0, 0, ""}))
-	f.Add(uint8(0), ssh.Marshal(ptyReqMsg{"vt100", 0x10000, 0xffffffff, 7, 9, "\x35\x00\x00\x00\x00\x00"}))
-	f.Add(uint8(1), ssh.Marshal(execMsg{"echo a\x00b"}))
+	f.Add(uint8(0), ssh.Marshal(sshmsg.PtyReq{Term: "xterm", Cols: 132, Rows: 43, Width: 0, Height: 0, Modes: ""}))
+	f.Add(uint8(0), ssh.Marshal(sshmsg.PtyReq{Term: "xterm\x00", Cols: 80, Rows: 24, Width: 0, Height: 0, Modes: ""}))
+	f.Add(uint8(0), ssh.Marshal(sshmsg.PtyReq{Term: "vt100", Cols: 0x10000, Rows: 0xffffffff, Width: 7, Height: 9, Modes: "\x35\x00\x00\x00\x00\x00"}))
+	f.Add(uint8(1), ssh.Marshal(sshmsg.Exec{Command: "echo a\x00b"}))
 	f.Add(uint8(1), []byte{0, 0, 0, 9, 'x'})
 	f.Add(uint8(2), []byte{0, 0, 0})
 	f.Add(uint8(3), []byte{0, 0, 0, 0})
 	f.Add(uint8(4), ssh.Marshal(windowSize{80, 24, 0, 0}))
-	f.Add(uint8(5), ssh.Marshal(signalMsg{"INT"}))
+	f.Add(uint8(5), ssh.Marshal(sshmsg.Signal{Signal: "INT"}))
 	f.Fuzz(func(t *testing.T, sel uint8, payload []byte) {
 		typ := types[int(sel)%len(types)]
 		var decErr error
@@ -135,7 +136,7 @@ func FuzzSessionRequest(f *testing.F) {
 			decErr = decodeAuthAgentReq(payload)
 		case "window-change", "signal":
 			// Without a pty or a process these are always refused.
-			decErr = errMalformed
+			decErr = sshmsg.ErrMalformed
 		}
 		if decErr == nil && typ != "pty-req" {
 			return

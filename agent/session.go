@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"github.com/sygaldry/sygaldry/internal/sshmsg"
 	"io"
 	"log/slog"
 	"os"
@@ -357,26 +358,18 @@ func (s *session) copyInput(w io.Writer) {
 	}
 }
 
-// exitSignalMsg is the payload of exit-signal (RFC 4254 §6.10).
-type exitSignalMsg struct {
-	Signal     string
-	CoreDumped bool
-	Error      string
-	Lang       string
-}
-
 // sendExit ends the channel. A signal death is sent as exit-signal like
 // sshd, followed by exit-status 128+N: the OpenSSH client ignores
 // exit-signal and would exit 255 without a status, while x/crypto clients
 // get both the signal name and the shell-style code.
 func (s *session) sendExit(st exitStatus) {
 	if st.signal != 0 {
-		s.ch.SendRequest("exit-signal", false, ssh.Marshal(exitSignalMsg{
+		s.ch.SendRequest("exit-signal", false, ssh.Marshal(sshmsg.ExitSignal{
 			Signal:     exitSignalName(st.signal),
 			CoreDumped: st.core,
 		}))
 	}
-	s.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(st.code)}))
+	s.ch.SendRequest("exit-status", false, ssh.Marshal(sshmsg.ExitStatus{Status: uint32(st.code)}))
 	s.ch.CloseWrite()
 	s.ch.Close()
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/sshmsg"
 	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
 	"net"
@@ -122,7 +123,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 		{"SYGALDRY_USER", user},
 		{"SYGALDRY_PROJECT", project},
 	} {
-		if _, err := ach.SendRequest("env", false, gossh.Marshal(envRequest{kv[0], kv[1]})); err != nil {
+		if _, err := ach.SendRequest("env", false, gossh.Marshal(sshmsg.Env{Name: kv[0], Value: kv[1]})); err != nil {
 			st.log.Warn("set session env", "name", kv[0], "err", err)
 		}
 	}
@@ -192,10 +193,6 @@ func observeRequest(st *connState, sess *sessions.Session, accept []string, req 
 		return false // no X11 channels are ever opened towards clients
 	}
 	return true
-}
-
-type envRequest struct {
-	Name, Value string
 }
 
 // refuseAll answers every queued request with failure and closes the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"github.com/sygaldry/sygaldry/internal/sshmsg"
 	"io"
 	"log/slog"
 	"net"
@@ -223,14 +224,9 @@ func (o *offload) local(req *gossh.Request) bool {
 	return true
 }
 
-// windowChangeMsg is the payload of window-change (RFC 4254 §6.7).
-type windowChangeMsg struct {
-	Cols, Rows, Width, Height uint32
-}
-
 func resizePTY(master *os.File, payload []byte) error {
-	var w windowChangeMsg
-	if err := unmarshal("window-change", payload, &w); err != nil {
+	var w sshmsg.WindowChange
+	if err := sshmsg.Unmarshal("window-change", payload, &w); err != nil {
 		return err
 	}
 	clamp := func(v uint32) uint16 { return uint16(min(v, 0xffff)) }

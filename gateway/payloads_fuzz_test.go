@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/sygaldry/sygaldry/internal/sshmsg"
 	"io"
 	"log/slog"
 	"net"
@@ -46,12 +47,12 @@ func discardState() *connState {
 // agent: an env request passes only when it is well formed, its name and
 // value fit an environment block, and accept_env allows the name.
 func FuzzEnvRequest(f *testing.F) {
-	for _, e := range []envRequest{{"LANG", "C.UTF-8"}, {"LC_ALL", ""}, {"GIT_AUTHOR_NAME", "Ålice"},
-		{"LD_PRELOAD", "/tmp/x.so"}, {"PATH", "/tmp"}, {"BASH_ENV", "/tmp/x"}, {"LC_X=Y", "z"},
-		{"LC_\x00", "z"}, {"LANG", "C\x00LD_PRELOAD=/x"}, {"", ""}, {"LANGUAGE", "en"}} {
+	for _, e := range []sshmsg.Env{{Name: "LANG", Value: "C.UTF-8"}, {Name: "LC_ALL", Value: ""}, {Name: "GIT_AUTHOR_NAME", Value: "Ålice"},
+		{Name: "LD_PRELOAD", Value: "/tmp/x.so"}, {Name: "PATH", Value: "/tmp"}, {Name: "BASH_ENV", Value: "/tmp/x"}, {Name: "LC_X=Y", Value: "z"},
+		{Name: "LC_\x00", Value: "z"}, {Name: "LANG", Value: "C\x00LD_PRELOAD=/x"}, {Name: "", Value: ""}, {Name: "LANGUAGE", Value: "en"}} {
 		f.Add(gossh.Marshal(e))
 	}
-	addMalformed(f, gossh.Marshal(envRequest{"LANG", "C"}))
+	addMalformed(f, gossh.Marshal(sshmsg.Env{Name: "LANG", Value: "C"}))
 	accept := []string{"LANG", "LC_*", "GIT_*"}
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		w := sshwire.NewReader(payload)
@@ -65,7 +66,7 @@ func FuzzEnvRequest(f *testing.F) {
 		}
 		if got {
 			e, err := decodeEnv(payload)
-			if err != nil || e != (envRequest{name, value}) {
+			if err != nil || e != (sshmsg.Env{Name: name, Value: value}) {
 				t.Fatalf("env %q passed but decodes as %+v, %v", payload, e, err)
 			}
 			if !bytes.Equal(gossh.Marshal(e), payload) {
@@ -80,10 +81,10 @@ func FuzzEnvRequest(f *testing.F) {
 // the registry as what it is.
 func FuzzSessionStart(f *testing.F) {
 	for _, c := range []string{"true", "", "scp -t /tmp", "a\x00b", "sftp", "netconf"} {
-		f.Add(false, gossh.Marshal(execRequest{c}))
-		f.Add(true, gossh.Marshal(subsystemRequest{c}))
+		f.Add(false, gossh.Marshal(sshmsg.Exec{Command: c}))
+		f.Add(true, gossh.Marshal(sshmsg.Subsystem{Name: c}))
 	}
-	for _, p := range malformedSeeds(gossh.Marshal(execRequest{"true"})) {
+	for _, p := range malformedSeeds(gossh.Marshal(sshmsg.Exec{Command: "true"})) {
 		f.Add(false, p)
 		f.Add(true, p)
 	}
@@ -149,13 +150,13 @@ func FuzzExitStatus(f *testing.F) {
 // FuzzExitSignal: the signal name the agent reports reaches the registry
 // and the history only when it is a short name of safe characters.
 func FuzzExitSignal(f *testing.F) {
-	for _, m := range []exitSignalMsg{{"TERM", false, "", ""}, {"SEGV", true, "core dumped", "en"},
-		{"SIG@openssh.com", false, "", ""}, {"", false, "", ""}, {"\x1b[2J\x1b]0;pwned\a", false, "", ""},
-		{"TERM\nfake history line", false, "", ""}, {strings.Repeat("A", maxSignalName+1), false, "", ""},
-		{strings.Repeat("A", maxSignalName), false, "", ""}, {"KILL", false, "\x00", ""}} {
+	for _, m := range []sshmsg.ExitSignal{{Signal: "TERM", CoreDumped: false, Error: "", Lang: ""}, {Signal: "SEGV", CoreDumped: true, Error: "core dumped", Lang: "en"},
+		{Signal: "SIG@openssh.com", CoreDumped: false, Error: "", Lang: ""}, {Signal: "", CoreDumped: false, Error: "", Lang: ""}, {Signal: "\x1b[2J\x1b]0;pwned\a", CoreDumped: false, Error: "", Lang: ""},
+		{Signal: "TERM\nfake history line", CoreDumped: false, Error: "", Lang: ""}, {Signal: strings.Repeat("A", maxSignalName+1), CoreDumped: false, Error: "", Lang: ""},
+		{Signal: strings.Repeat("A", maxSignalName), CoreDumped: false, Error: "", Lang: ""}, {Signal: "KILL", CoreDumped: false, Error: "\x00", Lang: ""}} {
 		f.Add(gossh.Marshal(m))
 	}
-	addMalformed(f, gossh.Marshal(exitSignalMsg{Signal: "TERM"}))
+	addMalformed(f, gossh.Marshal(sshmsg.ExitSignal{Signal: "TERM"}))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		w := sshwire.NewReader(payload)
 		name := w.Str()
@@ -181,14 +182,14 @@ func FuzzExitSignal(f *testing.F) {
 // FuzzForwardTarget: what the registry records for a forwarding channel is
 // exactly the target of a well-formed open, and nothing for a malformed one.
 func FuzzForwardTarget(f *testing.F) {
-	for _, d := range []directTCPIPMsg{{"localhost", 8888, "127.0.0.1", 5000}, {"::1", 22, "", 0},
-		{"db", 65536, "", 0}, {"db", 1, "", 70000}, {"", 0, "", 0}} {
+	for _, d := range []sshmsg.DirectTCPIP{{Host: "localhost", Port: 8888, OrigHost: "127.0.0.1", OrigPort: 5000}, {Host: "::1", Port: 22, OrigHost: "", OrigPort: 0},
+		{Host: "db", Port: 65536, OrigHost: "", OrigPort: 0}, {Host: "db", Port: 1, OrigHost: "", OrigPort: 70000}, {Host: "", Port: 0, OrigHost: "", OrigPort: 0}} {
 		f.Add(false, gossh.Marshal(d))
 	}
-	for _, d := range []directStreamLocalMsg{{"/run/app.sock", "", 0}, {"", "", 0}, {"/a\x00b", "", 0}} {
+	for _, d := range []sshmsg.DirectStreamLocal{{Path: "/run/app.sock", Reserved0: "", Reserved1: 0}, {Path: "", Reserved0: "", Reserved1: 0}, {Path: "/a\x00b", Reserved0: "", Reserved1: 0}} {
 		f.Add(true, gossh.Marshal(d))
 	}
-	for _, p := range malformedSeeds(gossh.Marshal(directTCPIPMsg{"h", 1, "o", 2})) {
+	for _, p := range malformedSeeds(gossh.Marshal(sshmsg.DirectTCPIP{Host: "h", Port: 1, OrigHost: "o", OrigPort: 2})) {
 		f.Add(false, p)
 		f.Add(true, p)
 	}
@@ -225,18 +226,18 @@ func FuzzForwardTarget(f *testing.F) {
 // only with the extra data its type defines.
 func FuzzAgentChannel(f *testing.F) {
 	types := []string{"forwarded-tcpip", "forwarded-streamlocal@openssh.com", "auth-agent@openssh.com", "session", "direct-tcpip"}
-	for _, m := range []forwardedTCPIPMsg{{"localhost", 8080, "127.0.0.1", 40000}, {"", 0, "", 0},
-		{"x", 65536, "y", 1}, {"x", 1, "y", 65536}} {
+	for _, m := range []sshmsg.ForwardedTCPIP{{Host: "localhost", Port: 8080, OrigHost: "127.0.0.1", OrigPort: 40000}, {Host: "", Port: 0, OrigHost: "", OrigPort: 0},
+		{Host: "x", Port: 65536, OrigHost: "y", OrigPort: 1}, {Host: "x", Port: 1, OrigHost: "y", OrigPort: 65536}} {
 		f.Add(uint8(0), gossh.Marshal(m))
 	}
-	for _, m := range []forwardedStreamLocalMsg{{"/tmp/fwd.sock", ""}, {"", ""}, {"/a\x00b", ""}} {
+	for _, m := range []sshmsg.ForwardedStreamLocal{{Path: "/tmp/fwd.sock", Reserved: ""}, {Path: "", Reserved: ""}, {Path: "/a\x00b", Reserved: ""}} {
 		f.Add(uint8(1), gossh.Marshal(m))
 	}
 	f.Add(uint8(2), []byte{})
 	f.Add(uint8(2), []byte{0})
 	f.Add(uint8(3), []byte{})
-	f.Add(uint8(4), gossh.Marshal(directTCPIPMsg{"h", 1, "o", 2}))
-	for _, p := range malformedSeeds(gossh.Marshal(forwardedTCPIPMsg{"h", 1, "o", 2})) {
+	f.Add(uint8(4), gossh.Marshal(sshmsg.DirectTCPIP{Host: "h", Port: 1, OrigHost: "o", OrigPort: 2}))
+	for _, p := range malformedSeeds(gossh.Marshal(sshmsg.ForwardedTCPIP{Host: "h", Port: 1, OrigHost: "o", OrigPort: 2})) {
 		f.Add(uint8(0), p)
 		f.Add(uint8(1), p)
 	}

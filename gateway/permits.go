@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"github.com/sygaldry/sygaldry/internal/sshmsg"
 	"net"
 	"time"
 
@@ -178,7 +179,7 @@ func (st *connState) permitSessionRequest(agent sessionRequestSender, req *gossh
 			return false
 		}
 		if set {
-			ok, err := agent.SendRequest("env", true, gossh.Marshal(envRequest{"SSH_ORIGINAL_COMMAND", original}))
+			ok, err := agent.SendRequest("env", true, gossh.Marshal(sshmsg.Env{Name: "SSH_ORIGINAL_COMMAND", Value: original}))
 			if err != nil || !ok {
 				st.log.Warn("set SSH_ORIGINAL_COMMAND for a forced command", "err", err)
 				return false
@@ -186,7 +187,7 @@ func (st *connState) permitSessionRequest(agent sessionRequestSender, req *gossh
 		}
 		st.log.Info("running the forced command instead", "requested", req.Type)
 		req.Type = "exec"
-		req.Payload = gossh.Marshal(execRequest{r.command})
+		req.Payload = gossh.Marshal(sshmsg.Exec{Command: r.command})
 	}
 	return true
 }
