@@ -60,22 +60,16 @@ type Sessions interface {
 type Containers interface {
 	// List returns the containers the gateway manages (label
 	// sygaldry.managed=true), running or not.
-	List(ctx context.Context) ([]ContainerInfo, error)
+	List(ctx context.Context) ([]api.ContainerInfo, error)
 }
 
-// The wire types the interfaces above and below speak, declared in package
-// api (aliases, so adapters written against package admin keep compiling).
+// The wire types that the adapters of Containers and GPUs fill, under the
+// names those adapters know (declared in package api).
 type (
 	ContainerInfo = api.ContainerInfo
-	Status        = api.Status
-	KillRequest   = api.KillRequest
-	KillResponse  = api.KillResponse
 	GPUReport     = api.GPUReport
 	GPUInfo       = api.GPUInfo
-	GPUHolder     = api.GPUHolder
 	GPUProcess    = api.GPUProcess
-	ReloadReport  = api.ReloadReport
-	ReloadChange  = api.ReloadChange
 )
 
 // ErrNoHistory is what Sessions.History wraps when no history is kept.

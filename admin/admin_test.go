@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sygaldry/sygaldry/admin"
+	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/admin/client"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/sessions"
@@ -215,7 +216,7 @@ func TestContainers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []client.ContainerInfo{
+	want := []api.ContainerInfo{
 		{Name: "sygaldry-zephyr-alice", Project: "zephyr", User: "alice", State: "running", Image: "sygaldry/zephyr:base", Created: created, UpToDate: true, Sessions: 2},
 		{Name: "sygaldry-zephyr-bob", Project: "zephyr", User: "bob", State: "exited", Image: "sygaldry/zephyr:base", Created: created},
 	}

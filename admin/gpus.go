@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/sygaldry/sygaldry/admin/api"
 )
 
 // GPUs is what the admin API needs from the GPU inventory (package gpu,
@@ -13,7 +15,7 @@ type GPUs interface {
 	// GPUs reads the host's GPUs now. A host without NVIDIA's driver or
 	// library answers Available false with Message "no NVIDIA GPUs on
 	// this host" and no error.
-	GPUs(ctx context.Context) GPUReport
+	GPUs(ctx context.Context) api.GPUReport
 }
 
 // GPULeases is what the admin API needs from the container manager's GPU
@@ -45,15 +47,15 @@ func (s *Server) serveGPUs(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	rep := s.GPUs.GPUs(ctx)
 	if rep.GPUs == nil {
-		rep.GPUs = []GPUInfo{}
+		rep.GPUs = []api.GPUInfo{}
 	}
 	holders := s.gpuHolders(ctx, time.Now())
 	rep.GPUs = slices.Clone(rep.GPUs) // the holders are ours to set, not the inventory's
 	for i := range rep.GPUs {
 		if rep.GPUs[i].Processes == nil {
-			rep.GPUs[i].Processes = []GPUProcess{}
+			rep.GPUs[i].Processes = []api.GPUProcess{}
 		}
-		rep.GPUs[i].Holders = []GPUHolder{}
+		rep.GPUs[i].Holders = []api.GPUHolder{}
 		if u := rep.GPUs[i].UUID; u != "" {
 			rep.GPUs[i].Holders = append(rep.GPUs[i].Holders, holders[u]...)
 		}
@@ -63,13 +65,13 @@ func (s *Server) serveGPUs(w http.ResponseWriter, r *http.Request) {
 
 // gpuHolders maps GPU UUIDs to the containers leasing them; nil without a
 // lease table.
-func (s *Server) gpuHolders(ctx context.Context, now time.Time) map[string][]GPUHolder {
+func (s *Server) gpuHolders(ctx context.Context, now time.Time) map[string][]api.GPUHolder {
 	if s.Leases == nil {
 		return nil
 	}
-	out := map[string][]GPUHolder{}
+	out := map[string][]api.GPUHolder{}
 	for _, l := range s.Leases.GPULeases(ctx) {
-		h := GPUHolder{Container: l.Container, User: l.User, Project: l.Project, Mode: l.Mode, InUse: l.InUse, NVMLLost: l.NVMLLost}
+		h := api.GPUHolder{Container: l.Container, User: l.User, Project: l.Project, Mode: l.Mode, InUse: l.InUse, NVMLLost: l.NVMLLost}
 		if !l.InUse && !l.IdleSince.IsZero() {
 			sec := max(int64(now.Sub(l.IdleSince)/time.Second), 0)
 			h.IdleSeconds = &sec

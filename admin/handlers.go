@@ -58,7 +58,7 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 			n++
 		}
 	}
-	writeJSON(w, http.StatusOK, Status{
+	writeJSON(w, http.StatusOK, api.Status{
 		Version:      s.Version,
 		Started:      s.started,
 		LiveSessions: n,
@@ -111,7 +111,7 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveKill(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var req KillRequest
+	var req api.KillRequest
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
@@ -127,7 +127,7 @@ func (s *Server) serveKill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no live session %s", id))
 		return
 	}
-	resp := KillResponse{ID: id}
+	resp := api.KillResponse{ID: id}
 	if req.Connection {
 		resp.Conn, err = s.Sessions.KillConn(id, req.Reason)
 	} else {
@@ -175,7 +175,7 @@ func (s *Server) serveContainers(w http.ResponseWriter, r *http.Request) {
 			count[in.Container]++
 		}
 	}
-	out := make([]ContainerInfo, len(list))
+	out := make([]api.ContainerInfo, len(list))
 	for i, c := range list {
 		c.Sessions = count[c.Name]
 		out[i] = c

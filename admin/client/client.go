@@ -36,18 +36,8 @@ var ErrPermission = errors.New("permission denied")
 // Session is one live or ended session (the `sygctl sessions --json` contract).
 type Session = sessions.Info
 
-// The wire types, declared once in package api and named here so that a
-// caller needs only this package.
-type (
-	Status        = api.Status
-	ContainerInfo = api.ContainerInfo
-	GPUReport     = api.GPUReport
-	GPUInfo       = api.GPUInfo
-	GPUHolder     = api.GPUHolder
-	GPUProcess    = api.GPUProcess
-	ReloadReport  = api.ReloadReport
-	ReloadChange  = api.ReloadChange
-)
+// GPUHolder is api.GPUHolder, under the name the gateway's tests know.
+type GPUHolder = api.GPUHolder
 
 // Client is an admin API client. Its methods are safe for concurrent use.
 type Client struct {
@@ -76,8 +66,8 @@ func New(socketPath string) *Client {
 func (c *Client) Socket() string { return c.socket }
 
 // Status reports the gateway's version, start time and live session count.
-func (c *Client) Status(ctx context.Context) (Status, error) {
-	var st Status
+func (c *Client) Status(ctx context.Context) (api.Status, error) {
+	var st api.Status
 	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
 	return st, err
 }
@@ -131,15 +121,15 @@ func (c *Client) kill(ctx context.Context, id, reason string, conn bool) (string
 }
 
 // Containers returns the containers the gateway manages.
-func (c *Client) Containers(ctx context.Context) ([]ContainerInfo, error) {
-	var out []ContainerInfo
+func (c *Client) Containers(ctx context.Context) ([]api.ContainerInfo, error) {
+	var out []api.ContainerInfo
 	err := c.do(ctx, http.MethodGet, "/v1/containers", nil, &out)
 	return out, err
 }
 
 // GPUs returns the host's GPUs as the gateway sees them through NVML.
-func (c *Client) GPUs(ctx context.Context) (GPUReport, error) {
-	var out GPUReport
+func (c *Client) GPUs(ctx context.Context) (api.GPUReport, error) {
+	var out api.GPUReport
 	err := c.do(ctx, http.MethodGet, "/v1/gpus", nil, &out)
 	return out, err
 }
@@ -148,8 +138,8 @@ func (c *Client) GPUs(ctx context.Context) (GPUReport, error) {
 // does, and reports what it applied and what needs a restart. A file the
 // gateway refused gives an *APIError (HTTP 422) whose Message names
 // file:line; the running configuration stays in force.
-func (c *Client) Reload(ctx context.Context) (ReloadReport, error) {
-	var out ReloadReport
+func (c *Client) Reload(ctx context.Context) (api.ReloadReport, error) {
+	var out api.ReloadReport
 	err := c.do(ctx, http.MethodPost, "/v1/reload", nil, &out)
 	return out, err
 }

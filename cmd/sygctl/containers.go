@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/admin/client"
 )
 
@@ -55,7 +56,7 @@ func adminShow(name, usage, help string, args []string, stdout, stderr io.Writer
 	return show(ctx, cl, af.json)
 }
 
-func writeContainerTable(w io.Writer, list []client.ContainerInfo) {
+func writeContainerTable(w io.Writer, list []api.ContainerInfo) {
 	now := adminNow()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tPROJECT\tUSER\tSTATE\tIMAGE\tCREATED\tUP-TO-DATE\tSESSIONS")

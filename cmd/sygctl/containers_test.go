@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/sygaldry/sygaldry/admin"
-	"github.com/sygaldry/sygaldry/admin/client"
+	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/sessions"
 )
 
@@ -24,7 +24,7 @@ func TestContainers(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	var list []client.ContainerInfo
+	var list []api.ContainerInfo
 	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 2 {
 		t.Fatalf("%v: %s", err, out)
 	}

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/admin/client"
 )
 
@@ -25,7 +26,7 @@ func cmdGPUs(args []string, stdout, stderr io.Writer) int {
 			}
 			if asJSON {
 				if rep.GPUs == nil {
-					rep.GPUs = []client.GPUInfo{}
+					rep.GPUs = []api.GPUInfo{}
 				}
 				return writeJSON(stdout, stderr, rep)
 			}
@@ -42,7 +43,7 @@ func cmdGPUs(args []string, stdout, stderr io.Writer) int {
 		})
 }
 
-func writeGPUTable(w io.Writer, rep client.GPUReport) {
+func writeGPUTable(w io.Writer, rep api.GPUReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "INDEX\tUUID\tNAME\tMEMORY\tUTIL\tTEMP\tHEALTH\tHOLDER\tIDLE\tPROCESSES")
 	for _, g := range rep.GPUs {
@@ -91,7 +92,7 @@ func writeGPUTable(w io.Writer, rep client.GPUReport) {
 // holderWarnings are the lines under the table about holders that need the
 // admin's attention, one per container: one that lost its GPUs (NVML), and
 // one made before leases, which holds GPUs nobody leased it.
-func holderWarnings(rep client.GPUReport) []string {
+func holderWarnings(rep api.GPUReport) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, g := range rep.GPUs {
@@ -119,7 +120,7 @@ func holderWarnings(rep client.GPUReport) []string {
 // container made before leases),
 // and how long each has been idle ("3h05m", "in use", "?" when the gateway
 // does not know), in the same order; empty for a free GPU.
-func holderCells(hs []client.GPUHolder) (holders, idle string) {
+func holderCells(hs []api.GPUHolder) (holders, idle string) {
 	names := make([]string, 0, len(hs))
 	idles := make([]string, 0, len(hs))
 	for _, h := range hs {

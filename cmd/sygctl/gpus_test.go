@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sygaldry/sygaldry/admin"
-	"github.com/sygaldry/sygaldry/admin/client"
+	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 )
 
@@ -76,7 +76,7 @@ func TestGPUs(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	var rep client.GPUReport
+	var rep api.GPUReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || !rep.Available || len(rep.GPUs) != 3 {
 		t.Fatalf("%v: %s", err, out)
 	}
@@ -138,7 +138,7 @@ func TestGPUsNone(t *testing.T) {
 		t.Fatalf("exit %d, out %q, err %q", code, out, errs)
 	}
 	code, out, _ = runAdmin(t, cmdGPUs, "--socket", sock, "--json")
-	var rep client.GPUReport
+	var rep api.GPUReport
 	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || rep.Available || !strings.HasPrefix(rep.Message, "no NVIDIA GPUs on this host") || rep.GPUs == nil {
 		t.Fatalf("exit %d %v: %s", code, err, out)
 	}
@@ -169,7 +169,7 @@ func TestGPUsLostAndUnknownHolders(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	var rep client.GPUReport
+	var rep api.GPUReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.GPUs) != 3 {
 		t.Fatalf("%v: %s", err, out)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/admin/client"
 )
 
@@ -41,7 +42,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 		})
 }
 
-func writeReload(w io.Writer, rep client.ReloadReport) {
+func writeReload(w io.Writer, rep api.ReloadReport) {
 	if len(rep.Applied) == 0 && len(rep.NeedsRestart) == 0 && rep.ConnectionsEnded == 0 {
 		fmt.Fprintln(w, "configuration reloaded: no changes")
 		return
@@ -62,7 +63,7 @@ func writeReload(w io.Writer, rep client.ReloadReport) {
 
 // changeLine is "KEY: RUNNING -> FILE", a value the config did not set
 // showing as (unset).
-func changeLine(c client.ReloadChange) string {
+func changeLine(c api.ReloadChange) string {
 	val := func(v string) string {
 		if v == "" {
 			return "(unset)"
