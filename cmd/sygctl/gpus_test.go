@@ -33,21 +33,8 @@ func (s staticLeases) GPULeases(context.Context) []admin.GPULease { return s }
 // startGPUAdminLeases is startGPUAdmin with a lease table (nil: none).
 func startGPUAdminLeases(t *testing.T, gpus admin.GPUs, leases admin.GPULeases) string {
 	t.Helper()
-	dir := testenv.ShortTempDir(t)
-	sock := filepath.Join(dir, "admin.sock")
-	l, err := admin.Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &admin.Server{GPUs: gpus, Leases: leases, Version: "test"}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	})
+	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
+	serveAdmin(t, &admin.Server{GPUs: gpus, Leases: leases, Version: "test"}, sock)
 	return sock
 }
 

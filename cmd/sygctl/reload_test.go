@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/admin/api"
@@ -28,19 +27,7 @@ func (s staticReloader) Reload(context.Context) (api.ReloadReport, error) { retu
 func startReloadAdmin(t *testing.T, rl admin.Reloader) string {
 	t.Helper()
 	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
-	l, err := admin.Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &admin.Server{Reloader: rl, Version: "test"}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	})
+	serveAdmin(t, &admin.Server{Reloader: rl, Version: "test"}, sock)
 	return sock
 }
 

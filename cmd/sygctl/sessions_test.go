@@ -37,11 +37,17 @@ func startAdmin(t *testing.T, ctrs admin.Containers) *adminEnv {
 	}
 	t.Cleanup(func() { hist.Close() })
 	e := &adminEnv{sock: filepath.Join(dir, "admin.sock"), reg: sessions.NewRegistry(hist)}
-	l, err := admin.Listen(e.sock)
+	serveAdmin(t, &admin.Server{Sessions: admin.FromRegistry(e.reg), Containers: ctrs, Version: "test"}, e.sock)
+	return e
+}
+
+// serveAdmin serves srv on a real unix socket at sock until the test ends.
+func serveAdmin(t *testing.T, srv *admin.Server, sock string) {
+	t.Helper()
+	l, err := admin.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &admin.Server{Sessions: admin.FromRegistry(e.reg), Containers: ctrs, Version: "test"}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	t.Cleanup(func() {
@@ -50,7 +56,6 @@ func startAdmin(t *testing.T, ctrs admin.Containers) *adminEnv {
 		srv.Shutdown(ctx)
 		<-done
 	})
-	return e
 }
 
 func runAdmin(t *testing.T, f func([]string, io.Writer, io.Writer) int, args ...string) (int, string, string) {
