@@ -17,35 +17,21 @@ import (
 
 // cmdContainers is `sygctl containers [flags]`.
 func cmdContainers(args []string, stdout, stderr io.Writer) int {
-	return adminShow("containers", "sygctl containers [--socket PATH | --config FILE] [--json]",
+	return adminQuery("containers", "sygctl containers [--socket PATH | --config FILE] [--json]",
 		"Lists the containers the gateway manages, running or not. UP-TO-DATE \"no\"\nmeans the config changed: the gateway recreates it once nobody is inside.",
-		args, stdout, stderr, func(ctx context.Context, cl *client.Client, asJSON bool) int {
-			list, err := cl.Containers(ctx)
-			if err != nil {
-				return adminFail(stderr, "containers", err)
-			}
-			if asJSON {
-				return writeAdminJSON(stdout, stderr, list)
-			}
-			writeContainerTable(stdout, list)
-			return 0
-		})
+		args, stdout, stderr, (*client.Client).Containers, writeContainerTable)
 }
 
-// adminShow runs an admin command that takes no operands and shows what
-// one query of the admin API returns: it parses the common flags, makes
-// the client, and calls show with a context bounded by adminTimeout and
-// whether --json was given.
-func adminShow(name, usage, help string, args []string, stdout, stderr io.Writer,
-	show func(ctx context.Context, cl *client.Client, asJSON bool) int) int {
+// adminQuery runs an admin command that takes no operands and prints what
+// one call of the admin API answers: it parses the common flags, makes the
+// client, calls ask within adminTimeout, and prints the answer as JSON with
+// --json, else with text. The exit code is 1 when ask fails.
+func adminQuery[T any](name, usage, help string, args []string, stdout, stderr io.Writer,
+	ask func(*client.Client, context.Context) (T, error), text func(io.Writer, T)) int {
 	fs := newAdminFlagSet(name, usage, help)
 	af := declareAdmin(fs)
-	operands, code := parseAdminFlags(fs, args, true, stdout, stderr)
-	if code >= 0 {
+	if code := parseFlagsOnly(fs, args, stdout, stderr); code >= 0 {
 		return code
-	}
-	if len(operands) > 0 {
-		return adminUsageError(fs, stderr, "unexpected argument %q", operands[0])
 	}
 	cl, err := af.client()
 	if err != nil {
@@ -53,7 +39,15 @@ func adminShow(name, usage, help string, args []string, stdout, stderr io.Writer
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
-	return show(ctx, cl, af.json)
+	v, err := ask(cl, ctx)
+	switch {
+	case err != nil:
+		return adminFail(stderr, name, err)
+	case af.json:
+		return writeJSON(stdout, stderr, v)
+	}
+	text(stdout, v)
+	return 0
 }
 
 func writeContainerTable(w io.Writer, list []api.ContainerInfo) {

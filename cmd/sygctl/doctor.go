@@ -112,12 +112,8 @@ func declareDoctorFlags(fs *flag.FlagSet) *doctorFlags {
 func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	fs := newAdminFlagSet("doctor", "sygctl doctor [--config FILE] [--dockerfile FILE] [--no-gpu-ok] [--json]", doctorHelp)
 	f := declareDoctorFlags(fs)
-	operands, code := parseAdminFlags(fs, args, true, stdout, stderr)
-	if code >= 0 {
+	if code := parseFlagsOnly(fs, args, stdout, stderr); code >= 0 {
 		return code
-	}
-	if len(operands) > 0 {
-		return adminUsageError(fs, stderr, "unexpected argument %q", operands[0])
 	}
 
 	env := doctorEnv{root: "/", gpuMissing: statusFail, dockerfile: f.dockerfile, nvmlPath: os.Getenv("SYGALDRY_NVML_LIBRARY")}

@@ -3,7 +3,6 @@ package main
 // sygctl gpus: the host's GPUs as the gateway sees them through NVML.
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -17,30 +16,22 @@ import (
 
 // cmdGPUs is `sygctl gpus [flags]`.
 func cmdGPUs(args []string, stdout, stderr io.Writer) int {
-	return adminShow("gpus", "sygctl gpus [--socket PATH | --config FILE] [--json]",
+	return adminQuery("gpus", "sygctl gpus [--socket PATH | --config FILE] [--json]",
 		"Lists the host's NVIDIA GPUs as the gateway sees them through NVML: memory,\nutilisation, temperature, health (from XID events), the containers leasing\neach (user, project, exclusive or shared) and how long they have been idle,\nand the processes on each, with their container. A holder that lost its GPUs\n(NVML: Unknown Error) or was made before leases gets a warning line under the\ntable. A host without the NVIDIA driver says so and exits 0.",
-		args, stdout, stderr, func(ctx context.Context, cl *client.Client, asJSON bool) int {
-			rep, err := cl.GPUs(ctx)
-			if err != nil {
-				return adminFail(stderr, "gpus", err)
-			}
-			if asJSON {
-				if rep.GPUs == nil {
-					rep.GPUs = []api.GPUInfo{}
-				}
-				return writeJSON(stdout, stderr, rep)
-			}
-			if !rep.Available {
-				msg := rep.Message
-				if msg == "" {
-					msg = "no NVIDIA GPUs on this host"
-				}
-				fmt.Fprintln(stdout, termSafe(msg))
-				return 0
-			}
-			writeGPUTable(stdout, rep)
-			return 0
-		})
+		args, stdout, stderr, (*client.Client).GPUs, writeGPUs)
+}
+
+// writeGPUs prints the table, or why there is none.
+func writeGPUs(w io.Writer, rep api.GPUReport) {
+	if rep.Available {
+		writeGPUTable(w, rep)
+		return
+	}
+	msg := rep.Message
+	if msg == "" {
+		msg = "no NVIDIA GPUs on this host"
+	}
+	fmt.Fprintln(w, termSafe(msg))
 }
 
 func writeGPUTable(w io.Writer, rep api.GPUReport) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
 	"log/slog"
 	"maps"
@@ -19,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/internal/usererr"
 	"github.com/sygaldry/sygaldry/workspace"
 )
 

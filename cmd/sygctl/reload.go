@@ -4,7 +4,6 @@ package main
 // what it applied and what waits for a restart.
 
 import (
-	"context"
 	"fmt"
 	"io"
 
@@ -28,18 +27,8 @@ With --json: {"applied": [{"key", "running", "file"}], "needs_restart":
 
 // cmdReload is `sygctl reload [flags]`.
 func cmdReload(args []string, stdout, stderr io.Writer) int {
-	return adminShow("reload", "sygctl reload [--socket PATH | --config FILE] [--json]", reloadHelp,
-		args, stdout, stderr, func(ctx context.Context, cl *client.Client, asJSON bool) int {
-			rep, err := cl.Reload(ctx)
-			if err != nil {
-				return adminFail(stderr, "reload", err)
-			}
-			if asJSON {
-				return writeJSON(stdout, stderr, rep) // the gateway sends [] for no change
-			}
-			writeReload(stdout, rep)
-			return 0
-		})
+	return adminQuery("reload", "sygctl reload [--socket PATH | --config FILE] [--json]", reloadHelp,
+		args, stdout, stderr, (*client.Client).Reload, writeReload)
 }
 
 func writeReload(w io.Writer, rep api.ReloadReport) {

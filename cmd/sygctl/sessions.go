@@ -117,6 +117,19 @@ func parseAdminFlags(fs *flag.FlagSet, args []string, interspersed bool, stdout,
 	}
 }
 
+// parseFlagsOnly is parseAdminFlags for a command that takes no operands:
+// one is a usage error (exit code 2).
+func parseFlagsOnly(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
+	operands, code := parseAdminFlags(fs, args, true, stdout, stderr)
+	if code >= 0 {
+		return code
+	}
+	if len(operands) > 0 {
+		return adminUsageError(fs, stderr, "unexpected argument %q", operands[0])
+	}
+	return -1
+}
+
 // adminUsageError reports a wrong operand and the usage, exit code 2.
 func adminUsageError(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) int {
 	fmt.Fprintf(stderr, "sygctl %s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
@@ -301,12 +314,8 @@ func sessionsHistory(af *adminFlags, args []string, stdout, stderr io.Writer) in
 	fs := newAdminFlagSet("sessions history", "sygctl sessions history [-n N] [--json]",
 		"Lists the last N ended sessions, oldest first.")
 	n := declareHistoryFlags(fs, af)
-	operands, code := parseAdminFlags(fs, args, true, stdout, stderr)
-	if code >= 0 {
+	if code := parseFlagsOnly(fs, args, stdout, stderr); code >= 0 {
 		return code
-	}
-	if len(operands) > 0 {
-		return adminUsageError(fs, stderr, "unexpected argument %q", operands[0])
 	}
 	if *n < 0 {
 		return adminUsageError(fs, stderr, "-n must be 0 (all) or more")
