@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/sygaldry/sygaldry/internal/ports"
 	"github.com/sygaldry/sygaldry/internal/sshmsg"
 	"github.com/sygaldry/sygaldry/internal/usererr"
 	"io"
@@ -122,6 +123,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 		{"SSH_CLIENT", sshClient(st.raw)},
 		{"SYGALDRY_USER", user},
 		{"SYGALDRY_PROJECT", project},
+		{ports.DestEnv, sshDest(st.raw, project)},
 	} {
 		if _, err := ach.SendRequest("env", false, gossh.Marshal(sshmsg.Env{Name: kv[0], Value: kv[1]})); err != nil {
 			st.log.Warn("set session env", "name", kv[0], "err", err)
@@ -242,6 +244,14 @@ func sshConnection(c net.Conn) string {
 	rh, rp := hostPort(c.RemoteAddr())
 	lh, lp := hostPort(c.LocalAddr())
 	return strings.Join([]string{rh, rp, lh, lp}, " ")
+}
+
+// sshDest is how this client reaches this project, as ssh arguments
+// ("-p 2222 zephyr@10.0.0.5", the address the client connected to), for
+// the ready-to-paste ssh -L lines of `sygaldry ports` and the login banner.
+func sshDest(c net.Conn, project string) string {
+	lh, lp := hostPort(c.LocalAddr())
+	return "-p " + lp + " " + project + "@" + lh
 }
 
 // sshClient is OpenSSH's SSH_CLIENT: client ip, client port, server port.
