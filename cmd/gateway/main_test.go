@@ -161,6 +161,31 @@ keys = [%q]
 		t.Errorf("bob after reload: %v", r)
 	}
 
+	// sygctl reload says, key by key, what it applied and what waits for a
+	// restart; the listen address stays in force until then.
+	next := strings.Replace(doc(`"alice", "bob"`), fmt.Sprintf("listen = \"127.0.0.1:%d\"", port), "listen = \"127.0.0.1:1\"\nidle_stop = \"45m\"", 1)
+	os.WriteFile(cfgPath, []byte(next), 0o644)
+	out, err := exec.Command(sygctl, "--socket", sock, "reload").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "applied  server.idle_stop: 2h0m0s -> 45m0s\n") ||
+		!strings.Contains(string(out), fmt.Sprintf("needs a restart  server.listen: 127.0.0.1:%d -> 127.0.0.1:1\n", port)) ||
+		!strings.Contains(string(out), "configuration reloaded: 1 applied, 1 needs a restart, 0 connections ended\n") {
+		t.Errorf("sygctl reload: %v\n%s", err, out)
+	}
+	if r := sshtest.Run(t, bc.SSH(ctx, "true"), nil); r.Code != 0 {
+		t.Errorf("login after a reload that changed the listen address: %v", r)
+	}
+	// A file with an error is refused with its file:line; nothing changes.
+	os.WriteFile(cfgPath, []byte(next+"\n[server.oops]\n"), 0o644)
+	out, err = exec.Command(sygctl, "--socket", sock, "reload").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "sygctl reload: "+cfgPath+":") {
+		t.Errorf("sygctl reload of a bad file: %v\n%s", err, out)
+	}
+	os.WriteFile(cfgPath, []byte(next), 0o644)
+	out, err = exec.Command(sygctl, "--socket", sock, "reload").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "needs a restart  server.listen") || strings.Contains(string(out), "applied  ") {
+		t.Errorf("sygctl reload of the same file again: %v\n%s", err, out)
+	}
+
 	// SIGTERM: a clean exit, within the drain time.
 	live.Process.Kill()
 	live.Wait()
