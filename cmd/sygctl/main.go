@@ -18,13 +18,14 @@ import (
 // command is one row of the command table.
 type command struct {
 	name    string
-	summary string
+	summary string // one line in the usage
 	// flags declares the command's flags on fs, with the same function the
 	// command parses them with; help and completion read them from here.
 	// nil: no flags.
 	flags func(fs *flag.FlagSet)
-	// sub are the subcommands (their run is nil: the parent's run
-	// dispatches to them, after parsing the flags they share).
+	// sub are the subcommands: their names and flags (the parent's run
+	// dispatches to them after parsing the flags they share, and its help
+	// text describes them).
 	sub []command
 	// run gets the arguments after the command's name and returns the
 	// process exit code.
@@ -49,10 +50,8 @@ func init() {
 		{name: "sessions", summary: "list, kill and review gateway sessions",
 			flags: func(fs *flag.FlagSet) { declareSessionsFlags(fs, new(adminFlags)) },
 			sub: []command{
-				{name: "kill", summary: "end live sessions, or their whole connections",
-					flags: func(fs *flag.FlagSet) { declareKillFlags(fs, new(adminFlags)) }},
-				{name: "history", summary: "list the sessions that ended",
-					flags: func(fs *flag.FlagSet) { declareHistoryFlags(fs, new(adminFlags)) }},
+				{name: "kill", flags: func(fs *flag.FlagSet) { declareKillFlags(fs, new(adminFlags)) }},
+				{name: "history", flags: func(fs *flag.FlagSet) { declareHistoryFlags(fs, new(adminFlags)) }},
 			},
 			run: withStreams(cmdSessions)},
 		{name: "containers", summary: "list the containers the gateway manages",
@@ -64,7 +63,7 @@ func init() {
 		{name: "doctor", summary: "check the host's NVIDIA driver, NVML, CUDA version and container runtime",
 			flags: func(fs *flag.FlagSet) { declareDoctorFlags(fs) }, run: withStreams(cmdDoctor)},
 		{name: "completion", summary: "print the shell completion script (bash)",
-			sub: []command{{name: "bash", summary: "the script for bash: source <(sygctl completion bash)"}},
+			sub: []command{{name: "bash"}},
 			run: withStreams(cmdCompletion)},
 		{name: "help", summary: "show the help of a command: sygctl help COMMAND [SUBCOMMAND]",
 			run: withStreams(cmdHelp)},
