@@ -58,23 +58,13 @@ func (s *Server) ServeFDs(l *net.UnixListener) error {
 	}
 	defer s.trackListener(&nl, false)
 	defer l.Close()
-	var backoff time.Duration
-	for {
+	return s.acceptLoop("descriptor connection", func() error {
 		c, err := l.AcceptUnix()
-		if err != nil {
-			if s.isClosing() {
-				return ErrServerClosed
-			}
-			if isTemporaryAcceptErr(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("accept descriptor connection: %w", err)
+		if err == nil {
+			go s.fdHello(c)
 		}
-		backoff = 0
-		go s.fdHello(c)
-	}
+		return err
+	})
 }
 
 // fdHello reads the Hello of a new descriptor connection and parks it until

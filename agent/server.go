@@ -172,35 +172,48 @@ func (s *Server) Serve(l net.Listener) error {
 
 	log := s.logger()
 	log.Info("agent serving", "addr", l.Addr().String(), "user", s.acct.name, "home", s.acct.home, "shell", s.acct.shell)
-	var backoff time.Duration
-	for {
+	return s.acceptLoop("link", func() error {
 		nc, err := l.Accept()
 		if err != nil {
-			if s.isClosing() {
-				return ErrServerClosed
-			}
-			// Resource exhaustion is transient: back off like net/http
-			// instead of killing the agent (which would take every session
-			// in the container down with it).
-			if isTemporaryAcceptErr(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				log.Warn("accept link failed, retrying", "err", err, "in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("accept link: %w", err)
+			return err
 		}
-		backoff = 0
 		c := newLinkConn(s, nc)
 		if !s.trackConn(c, true) {
 			nc.Close()
-			return ErrServerClosed
+			return errServing
 		}
 		go func() {
 			defer s.connWG.Done()
 			defer s.trackConn(c, false)
 			c.serve()
 		}()
+		return nil
+	})
+}
+
+// errServing stops an acceptLoop: the server is closing.
+var errServing = errors.New("server closing")
+
+// acceptLoop calls accept (which accepts one connection and starts serving
+// it) until the server closes, and returns ErrServerClosed then. Resource
+// exhaustion is transient: it backs off like net/http instead of ending
+// the agent, which would take every session in the container down with it.
+func (s *Server) acceptLoop(what string, accept func() error) error {
+	var backoff time.Duration
+	for {
+		err := accept()
+		switch {
+		case err == nil:
+			backoff = 0
+		case errors.Is(err, errServing) || s.isClosing():
+			return ErrServerClosed
+		case isTemporaryAcceptErr(err):
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logger().Warn("accept failed, retrying", "what", what, "err", err, "in", backoff)
+			time.Sleep(backoff)
+		default:
+			return fmt.Errorf("accept %s: %w", what, err)
+		}
 	}
 }
 
