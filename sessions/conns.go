@@ -20,14 +20,9 @@ const KindConnection = "connection"
 // A connection is listed only while it has no session open: its sessions
 // stand for it otherwise. It is not written to the history.
 func (r *Registry) AddConn(in Info, kill context.CancelCauseFunc) *Session {
-	now := r.now().UTC()
 	in.Conn = in.ID
 	in.Kind = KindConnection
-	if in.Started.IsZero() {
-		in.Started = now
-	}
-	s := &Session{info: in, cancel: kill}
-	s.lastActive.Store(now.UnixNano())
+	s := r.newSession(in, kill)
 	r.mu.Lock()
 	r.conns[in.ID] = s
 	r.mu.Unlock()

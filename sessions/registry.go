@@ -135,13 +135,8 @@ func NewRegistry(h *History) *Registry {
 // Add registers a live session; cancel is called (with a cause the user
 // sees) when an admin kills it. The ID is filled in.
 func (r *Registry) Add(in Info, cancel context.CancelCauseFunc) *Session {
-	now := r.now().UTC()
 	in.ID = strconv.FormatUint(r.next.Add(1), 10)
-	if in.Started.IsZero() {
-		in.Started = now
-	}
-	s := &Session{info: in, cancel: cancel}
-	s.lastActive.Store(now.UnixNano())
+	s := r.newSession(in, cancel)
 	r.mu.Lock()
 	r.live[in.ID] = s
 	r.mu.Unlock()
@@ -237,6 +232,18 @@ func (r *Registry) CancelAll(cause error) {
 			s.cancel(cause)
 		}
 	}
+}
+
+// newSession is a registry entry for in, started now unless in says when,
+// and active now.
+func (r *Registry) newSession(in Info, cancel context.CancelCauseFunc) *Session {
+	now := r.now().UTC()
+	if in.Started.IsZero() {
+		in.Started = now
+	}
+	s := &Session{info: in, cancel: cancel}
+	s.lastActive.Store(now.UnixNano())
+	return s
 }
 
 // History returns the persisted history (nil when none is kept).
