@@ -63,15 +63,6 @@ type Containers interface {
 	List(ctx context.Context) ([]api.ContainerInfo, error)
 }
 
-// The wire types that the adapters of Containers and GPUs fill, under the
-// names those adapters know (declared in package api).
-type (
-	ContainerInfo = api.ContainerInfo
-	GPUReport     = api.GPUReport
-	GPUInfo       = api.GPUInfo
-	GPUProcess    = api.GPUProcess
-)
-
 // ErrNoHistory is what Sessions.History wraps when no history is kept.
 var ErrNoHistory = errors.New("no session history is kept")
 

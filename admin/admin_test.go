@@ -24,11 +24,11 @@ import (
 )
 
 type fakeContainers struct {
-	list []admin.ContainerInfo
+	list []api.ContainerInfo
 	err  error
 }
 
-func (f *fakeContainers) List(context.Context) ([]admin.ContainerInfo, error) { return f.list, f.err }
+func (f *fakeContainers) List(context.Context) ([]api.ContainerInfo, error) { return f.list, f.err }
 
 type env struct {
 	sock string
@@ -203,7 +203,7 @@ func TestNoHistoryKept(t *testing.T) {
 
 func TestContainers(t *testing.T) {
 	created := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	fc := &fakeContainers{list: []admin.ContainerInfo{
+	fc := &fakeContainers{list: []api.ContainerInfo{
 		{Name: "sygaldry-zephyr-alice", Project: "zephyr", User: "alice", State: "running", Image: "sygaldry/zephyr:base", Created: created, UpToDate: true},
 		{Name: "sygaldry-zephyr-bob", Project: "zephyr", User: "bob", State: "exited", Image: "sygaldry/zephyr:base", Created: created},
 	}}

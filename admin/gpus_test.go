@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"github.com/sygaldry/sygaldry/admin/api"
 	"strings"
 	"testing"
 	"time"
@@ -9,19 +10,19 @@ import (
 	"github.com/sygaldry/sygaldry/admin"
 )
 
-type fakeGPUs struct{ rep admin.GPUReport }
+type fakeGPUs struct{ rep api.GPUReport }
 
-func (f fakeGPUs) GPUs(context.Context) admin.GPUReport { return f.rep }
+func (f fakeGPUs) GPUs(context.Context) api.GPUReport { return f.rep }
 
 // Lists are [] on the wire, never null, so a script can iterate them.
 func TestGPUsListsNeverNull(t *testing.T) {
 	e := start(t, nil)
-	e.srv.GPUs = fakeGPUs{admin.GPUReport{Available: true, GPUs: []admin.GPUInfo{{UUID: "GPU-1", Health: "healthy"}}}}
+	e.srv.GPUs = fakeGPUs{api.GPUReport{Available: true, GPUs: []api.GPUInfo{{UUID: "GPU-1", Health: "healthy"}}}}
 	code, b := rawBytes(t, e.sock, "GET", "/v1/gpus", "")
 	if code != 200 || !strings.Contains(string(b), `"processes":[]`) {
 		t.Errorf("%d %s", code, b)
 	}
-	e.srv.GPUs = fakeGPUs{admin.GPUReport{Message: "no NVIDIA GPUs on this host"}}
+	e.srv.GPUs = fakeGPUs{api.GPUReport{Message: "no NVIDIA GPUs on this host"}}
 	code, b = rawBytes(t, e.sock, "GET", "/v1/gpus", "")
 	if code != 200 || !strings.Contains(string(b), `"gpus":[]`) || !strings.Contains(string(b), `"available":false`) {
 		t.Errorf("%d %s", code, b)
@@ -47,7 +48,7 @@ func (f fakeLeases) GPULeases(context.Context) []admin.GPULease { return f }
 // and whether it lost its GPUs (nvml_lost); a free GPU has "holders": [].
 func TestGPUsHolders(t *testing.T) {
 	e := start(t, nil)
-	e.srv.GPUs = fakeGPUs{admin.GPUReport{Available: true, GPUs: []admin.GPUInfo{
+	e.srv.GPUs = fakeGPUs{api.GPUReport{Available: true, GPUs: []api.GPUInfo{
 		{Index: 0, UUID: "GPU-0", Health: "healthy"},
 		{Index: 1, UUID: "GPU-1", Health: "healthy"},
 		{Index: 2, UUID: "GPU-2", Health: "healthy"},

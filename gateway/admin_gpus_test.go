@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/internal/bind"
 	"testing"
 	"time"
@@ -24,8 +25,8 @@ func (g oneGPU) GPUs() ([]workspace.GPU, error) {
 
 type oneGPUReport string
 
-func (g oneGPUReport) GPUs(context.Context) admin.GPUReport {
-	return admin.GPUReport{Available: true, GPUs: []admin.GPUInfo{{Index: 0, UUID: string(g), Health: "healthy"}}}
+func (g oneGPUReport) GPUs(context.Context) api.GPUReport {
+	return api.GPUReport{Available: true, GPUs: []api.GPUInfo{{Index: 0, UUID: string(g), Health: "healthy"}}}
 }
 
 // GET /v1/gpus names a GPU's holder from the container manager's lease
@@ -66,7 +67,7 @@ func TestAdminGPUsNamesLeaseHolder(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	cl := client.New(sock)
 
-	holder := func() client.GPUHolder {
+	holder := func() api.GPUHolder {
 		t.Helper()
 		rep, err := cl.GPUs(ctx)
 		if err != nil || len(rep.GPUs) != 1 || len(rep.GPUs[0].Holders) != 1 {

@@ -36,9 +36,6 @@ var ErrPermission = errors.New("permission denied")
 // Session is one live or ended session (the `sygctl sessions --json` contract).
 type Session = sessions.Info
 
-// GPUHolder is api.GPUHolder, under the name the gateway's tests know.
-type GPUHolder = api.GPUHolder
-
 // Client is an admin API client. Its methods are safe for concurrent use.
 type Client struct {
 	socket string

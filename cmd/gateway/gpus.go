@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/sygaldry/sygaldry/admin/api"
 	"log/slog"
 	"os"
 
@@ -42,23 +43,23 @@ type adminGPUs struct {
 
 var _ admin.GPUs = adminGPUs{}
 
-func (a adminGPUs) GPUs(ctx context.Context) admin.GPUReport {
+func (a adminGPUs) GPUs(ctx context.Context) api.GPUReport {
 	snap := a.inv.Snapshot()
 	if snap.Err != nil {
-		return admin.GPUReport{Message: snap.Err.Error(), Driver: snap.Driver, GPUs: []admin.GPUInfo{}}
+		return api.GPUReport{Message: snap.Err.Error(), Driver: snap.Driver, GPUs: []api.GPUInfo{}}
 	}
-	rep := admin.GPUReport{Available: true, Driver: snap.Driver, GPUs: make([]admin.GPUInfo, 0, len(snap.Devices))}
+	rep := api.GPUReport{Available: true, Driver: snap.Driver, GPUs: make([]api.GPUInfo, 0, len(snap.Devices))}
 	byID := a.containers(ctx, snap)
 	for _, d := range snap.Devices {
-		g := admin.GPUInfo{
+		g := api.GPUInfo{
 			Index: d.Index, UUID: d.UUID, Name: d.Name,
 			MemoryTotal: d.MemoryTotal, MemoryUsed: d.MemoryUsed,
 			Utilization: d.Utilization, Temperature: d.Temperature, MIGMode: d.MIGMode,
 			Health: string(d.Health), HealthReason: d.HealthReason,
-			Processes: make([]admin.GPUProcess, 0, len(d.Processes)), Unknown: d.Unknown,
+			Processes: make([]api.GPUProcess, 0, len(d.Processes)), Unknown: d.Unknown,
 		}
 		for _, p := range d.Processes {
-			gp := admin.GPUProcess{PID: p.PID, UsedMemory: p.UsedMemory, ContainerID: p.ContainerID}
+			gp := api.GPUProcess{PID: p.PID, UsedMemory: p.UsedMemory, ContainerID: p.ContainerID}
 			if c, ok := byID[p.ContainerID]; ok && p.ContainerID != "" {
 				gp.Container, gp.Project, gp.User = c.Name, c.Project, c.User
 			}

@@ -13,9 +13,9 @@ import (
 	"github.com/sygaldry/sygaldry/internal/testenv"
 )
 
-type staticGPUs struct{ rep admin.GPUReport }
+type staticGPUs struct{ rep api.GPUReport }
 
-func (s staticGPUs) GPUs(context.Context) admin.GPUReport { return s.rep }
+func (s staticGPUs) GPUs(context.Context) api.GPUReport { return s.rep }
 
 var _ admin.GPUs = staticGPUs{}
 
@@ -42,10 +42,10 @@ func ptr[T any](v T) *T { return &v }
 
 func TestGPUs(t *testing.T) {
 	const cid = "4f1c2b3a4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8"
-	sock := startGPUAdminLeases(t, staticGPUs{admin.GPUReport{Available: true, Driver: "550.54.15", GPUs: []admin.GPUInfo{
+	sock := startGPUAdminLeases(t, staticGPUs{api.GPUReport{Available: true, Driver: "550.54.15", GPUs: []api.GPUInfo{
 		{Index: 0, UUID: "GPU-aaaa", Name: "NVIDIA A100-SXM4-40GB", MemoryTotal: ptr(uint64(40 << 30)), MemoryUsed: ptr(uint64(5 << 29)),
 			Utilization: ptr(uint32(87)), Temperature: ptr(uint32(61)), MIGMode: "disabled", Health: "healthy",
-			Processes: []admin.GPUProcess{
+			Processes: []api.GPUProcess{
 				{PID: 4242, ContainerID: cid, Container: "sygaldry-zephyr-alice", Project: "zephyr", User: "alice"},
 				{PID: 77, ContainerID: cid[:20] + strings.Repeat("0", 44)},
 				{PID: 9},
@@ -119,7 +119,7 @@ func TestGPUs(t *testing.T) {
 // A host without the NVIDIA driver: one plain line, exit 0, in the table
 // form; the JSON says available false with the same message.
 func TestGPUsNone(t *testing.T) {
-	sock := startGPUAdmin(t, staticGPUs{admin.GPUReport{Message: "no NVIDIA GPUs on this host (NVML: ERROR_LIBRARY_NOT_FOUND)"}})
+	sock := startGPUAdmin(t, staticGPUs{api.GPUReport{Message: "no NVIDIA GPUs on this host (NVML: ERROR_LIBRARY_NOT_FOUND)"}})
 	code, out, errs := runAdmin(t, cmdGPUs, "--socket", sock)
 	if code != 0 || out != "no NVIDIA GPUs on this host (NVML: ERROR_LIBRARY_NOT_FOUND)\n" || errs != "" {
 		t.Fatalf("exit %d, out %q, err %q", code, out, errs)
@@ -144,7 +144,7 @@ func TestGPUsWithoutInventory(t *testing.T) {
 // leases shows as an "unknown-lease" holder with its own warning. Each container
 // is named once even when it holds several GPUs.
 func TestGPUsLostAndUnknownHolders(t *testing.T) {
-	sock := startGPUAdminLeases(t, staticGPUs{admin.GPUReport{Available: true, GPUs: []admin.GPUInfo{
+	sock := startGPUAdminLeases(t, staticGPUs{api.GPUReport{Available: true, GPUs: []api.GPUInfo{
 		{Index: 0, UUID: "GPU-aaaa", Name: "A100", Health: "healthy"},
 		{Index: 1, UUID: "GPU-bbbb", Name: "A100", Health: "healthy"},
 		{Index: 2, UUID: "GPU-cccc", Name: "A100", Health: "healthy"},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/sygaldry/sygaldry/admin/api"
 	"io"
 	"os"
 	"path/filepath"
@@ -24,9 +25,9 @@ type adminEnv struct {
 	reg  *sessions.Registry
 }
 
-type staticContainers []admin.ContainerInfo
+type staticContainers []api.ContainerInfo
 
-func (s staticContainers) List(context.Context) ([]admin.ContainerInfo, error) { return s, nil }
+func (s staticContainers) List(context.Context) ([]api.ContainerInfo, error) { return s, nil }
 
 func startAdmin(t *testing.T, ctrs admin.Containers) *adminEnv {
 	t.Helper()

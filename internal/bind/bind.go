@@ -7,6 +7,7 @@ package bind
 
 import (
 	"context"
+	"github.com/sygaldry/sygaldry/admin/api"
 	"io"
 
 	"github.com/sygaldry/sygaldry/admin"
@@ -39,14 +40,14 @@ func AdminContainers(m *workspace.Manager) admin.Containers { return adminContai
 
 type adminContainers struct{ m *workspace.Manager }
 
-func (a adminContainers) List(ctx context.Context) ([]admin.ContainerInfo, error) {
+func (a adminContainers) List(ctx context.Context) ([]api.ContainerInfo, error) {
 	all, err := a.m.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]admin.ContainerInfo, 0, len(all))
+	out := make([]api.ContainerInfo, 0, len(all))
 	for _, c := range all {
-		out = append(out, admin.ContainerInfo{
+		out = append(out, api.ContainerInfo{
 			Name: c.Name, Project: c.Project, User: c.User, State: c.State,
 			Image: c.Image, Created: c.Created, UpToDate: c.Spec == workspace.SpecCurrent,
 		})
