@@ -191,6 +191,13 @@ type Settings struct {
 	// storage directory (<storage_root>/<project>/...). Per project only:
 	// [defaults] may not set it. Empty: no /workspace mount.
 	Workspace string `toml:"workspace"`
+
+	// IDECache is a host directory of IDE server archives (VS Code's
+	// vscode-server-linux-x64.tar.gz and the like), mounted read-only into
+	// every container at /opt/ide-cache with SYGALDRY_IDE_CACHE set, so a
+	// bootstrap on a host without internet can unpack from it
+	// (idecache.go). In [defaults] only: it is the host's. Empty: no mount.
+	IDECache string `toml:"ide_cache"`
 }
 
 // Mount is an extra bind mount into the container.

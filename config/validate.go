@@ -195,6 +195,7 @@ func validateSettings(key string, s Settings) []validationError {
 	}
 	validateIsolation(key, s, bad)
 	validateUserState(key, s, bad)
+	validateIDECache(key, s, bad)
 	return errs
 }
 
