@@ -69,8 +69,8 @@ const (
 	// /etc/profile reset PATH, so a directory the agent added would be
 	// lost there.
 	CommandTarget = "/usr/local/bin/sygaldry"
-	stackLimit     = 64 << 20 // bytes; CUDA/NCCL want a large stack
-	maxSocketPath  = 107      // sun_path is 108 bytes including the NUL
+	stackLimit    = 64 << 20 // bytes; CUDA/NCCL want a large stack
+	maxSocketPath = 107      // sun_path is 108 bytes including the NUL
 )
 
 // StorageDirs are the per-project host directories under storage_root and
@@ -117,10 +117,10 @@ type Spec struct {
 	// (<storage_root>/<project>/users/<user>), mounted at UserDirTarget;
 	// "" when the project's user_state is []. UserState are the home
 	// paths mounted from UserDir/home/PATH (storage_userstate.go).
-	UserDir   string
-	UserState []string
-	Config        *container.Config
-	HostConfig    *container.HostConfig
+	UserDir    string
+	UserState  []string
+	Config     *container.Config
+	HostConfig *container.HostConfig
 }
 
 // ContainerName is the Docker name of (project, user)'s container. User names
@@ -199,7 +199,7 @@ func BuildSpec(in SpecInput) (Spec, error) {
 	own := userEnv(p.Identities[in.User], len(userState) > 0)
 	env := make([]string, 0, len(s.Env)+2+len(own))
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
-		if k == "SYGALDRY_PROJECT" || k == "SYGALDRY_USER" || (k == WorkspaceEnv && s.Workspace != "") ||
+		if k == "SYGALDRY_PROJECT" || k == "SYGALDRY_USER" || (k == WorkspaceEnv && s.Workspace != "") || (k == IDECacheEnv && s.IDECache != "") ||
 			slices.ContainsFunc(own, func(kv string) bool { return strings.HasPrefix(kv, k+"=") }) {
 			continue
 		}
@@ -238,6 +238,14 @@ func BuildSpec(in SpecInput) (Spec, error) {
 		env = append(env, WorkspaceEnv+"="+WorkspaceTarget)
 		workspace = src
 	}
+	if s.IDECache != "" {
+		// Read-only: one host directory shared by every container.
+		if msg := config.CheckIDECache(s.IDECache); msg != "" {
+			return Spec{}, fmt.Errorf("ide_cache %q: %s", s.IDECache, msg)
+		}
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: s.IDECache, Target: IDECacheTarget, ReadOnly: true})
+		env = append(env, IDECacheEnv+"="+IDECacheTarget)
+	}
 	for i, m := range s.Mounts {
 		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
 			return Spec{}, fmt.Errorf("mounts[%d]: source and target must be absolute paths", i)
@@ -246,7 +254,7 @@ func BuildSpec(in SpecInput) (Spec, error) {
 			return Spec{}, fmt.Errorf("mounts[%d]: target %s would hide the sygaldry agent", i, m.Target)
 		}
 		if t := path.Clean(m.Target); t == CommandTarget || slices.ContainsFunc(mounts, func(o mount.Mount) bool { return o.Target == t }) {
-			return Spec{}, fmt.Errorf("mounts[%d]: target %s is already mounted (the home, a storage dir, per-user state or the sygaldry command)", i, m.Target)
+			return Spec{}, fmt.Errorf("mounts[%d]: target %s is already mounted (the home, a storage dir, per-user state, the IDE cache or the sygaldry command)", i, m.Target)
 		}
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: path.Clean(m.Source), Target: path.Clean(m.Target), ReadOnly: m.ReadOnly})
 	}
@@ -340,6 +348,14 @@ func workspaceSource(projDir, ws string) (string, error) {
 	}
 	return filepath.Join(projDir, ws), nil
 }
+
+// IDECacheTarget is where [defaults] ide_cache, the host's directory of IDE
+// server archives, is mounted read-only; IDECacheEnv names it in the
+// container's environment, for bootstraps on hosts without internet.
+const (
+	IDECacheTarget = "/opt/ide-cache"
+	IDECacheEnv    = "SYGALDRY_IDE_CACHE"
+)
 
 // checkWorkspace refuses, in one line, a workspace that is not a directory on
 // the host: the engine would refuse the mount with a generic error, or
