@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/binary"
-	"fmt"
 	"github.com/sygaldry/sygaldry/internal/ports"
 	"github.com/sygaldry/sygaldry/internal/sshmsg"
 	"github.com/sygaldry/sygaldry/internal/usererr"
@@ -87,18 +86,19 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	// Requests must be read from now on: x/crypto's connection loop blocks
 	// once a channel's 16-slot request queue is full, which would stall every
 	// channel of the connection while the container starts.
-	queued := st.queueRequests(reqs)
+	term := newTermMode() // termlines.go
+	queued := st.queueRequests(reqs, term)
 
-	l, t, linkDone, err := st.getLink(st.life, ch.Stderr())
+	l, t, linkDone, err := st.getLink(st.life, term.writer(ch.Stderr()))
 	if err != nil {
-		fmt.Fprintf(ch.Stderr(), "sygaldry: %s\r\n", usererr.Message(err))
+		io.WriteString(ch.Stderr(), term.line(usererr.Message(err), true))
 		refuseAll(ch, queued)
 		return
 	}
 	ach, areqs, err := l.OpenChannel("session", nil)
 	if err != nil {
 		st.log.Error("open session on link", "container", t.Name, "err", err)
-		fmt.Fprintf(ch.Stderr(), "sygaldry: the %s container refused a new session; try again\r\n", t.Name)
+		io.WriteString(ch.Stderr(), term.line("the "+t.Name+" container refused a new session; try again", true))
 		refuseAll(ch, queued)
 		return
 	}
@@ -132,6 +132,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	accept := s.conf().Server.AcceptEnv
 	st.proxy("session", ch, queued, ach, areqs, t, func(p *pipe, sess *sessions.Session) {
 		p.session = true
+		p.term = term
 		p.linkLost = linkDone
 		p.off = off
 		caps := &sessionLimits{} // limits.go
@@ -212,7 +213,7 @@ func refuseAll(ch gossh.Channel, reqs <-chan *gossh.Request) {
 // hands them on in order, however long the consumer takes to start. The
 // backlog is bounded (requestBacklog, limits.go): past it, requests are
 // refused.
-func (st *connState) queueRequests(in <-chan *gossh.Request) <-chan *gossh.Request {
+func (st *connState) queueRequests(in <-chan *gossh.Request, term *termMode) <-chan *gossh.Request {
 	out := make(chan *gossh.Request)
 	go func() {
 		defer close(out)
@@ -230,6 +231,7 @@ func (st *connState) queueRequests(in <-chan *gossh.Request) <-chan *gossh.Reque
 					in = nil
 					continue
 				}
+				term.note(r.Type)
 				q.push(st, r)
 			case send <- head:
 				q.pop()

@@ -30,6 +30,8 @@ type pipe struct {
 
 	// session is true for "session" channels: EOF waits for exit-status.
 	session bool
+	// term says how the gateway's own lines end on a session (termlines.go).
+	term *termMode
 	// onRequest sees every client request before it is forwarded; it returns
 	// false to refuse it (env allowlist) without asking the agent.
 	onRequest func(req *gossh.Request) bool
@@ -204,7 +206,7 @@ func (p *pipe) run(ctx context.Context) {
 		if p.session && !exited && p.linkLost != nil {
 			select {
 			case <-p.linkLost:
-				io.WriteString(p.client.Stderr(), "\r\nsygaldry: lost the connection to your container (it was stopped or removed)\r\n")
+				io.WriteString(p.client.Stderr(), p.term.line("lost the connection to your container (it was stopped or removed)", false))
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
@@ -220,7 +222,7 @@ func (p *pipe) run(ctx context.Context) {
 	case <-ctx.Done():
 		if p.session {
 			if msg := usererr.Message(context.Cause(ctx)); msg != "" {
-				io.WriteString(p.client.Stderr(), "\r\nsygaldry: "+msg+"\r\n")
+				io.WriteString(p.client.Stderr(), p.term.line(msg, false))
 			}
 		}
 		if p.off != nil {

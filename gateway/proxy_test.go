@@ -160,7 +160,7 @@ func TestPipeExitStatusAfterAllOutput(t *testing.T) {
 func TestQueueRequestsNeverBlocksProducer(t *testing.T) {
 	st := &connState{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	in := make(chan *gossh.Request)
-	out := st.queueRequests(in)
+	out := st.queueRequests(in, newTermMode())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
