@@ -130,6 +130,12 @@ type Server struct {
 	KeepaliveInterval Duration `toml:"keepalive_interval"`  // unset: 30s; "0": no server keepalives
 	KeepaliveCountMax int      `toml:"keepalive_count_max"` // 0: 3 unanswered keepalives close the connection
 
+	// IdleDisconnect ends a connection after this long without channel
+	// traffic (data on any of its channels, a channel opened); keepalives
+	// do not count. Its open sessions are told why first. Unset or "0":
+	// never.
+	IdleDisconnect Duration `toml:"idle_disconnect"`
+
 	// Before login and per connection (issue 6; see Startups).
 	MaxStartupsQueue     int      `toml:"max_startups_queue"`      // 0: 512 connections may wait for a handshake slot
 	PerSourceMaxStartups int      `toml:"per_source_max_startups"` // 0: 10 handshakes at once per source address; more wait

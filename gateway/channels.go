@@ -41,6 +41,7 @@ func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.N
 		return
 	}
 	defer release()
+	st.touched() // a new channel is traffic (idledisconnect.go)
 	st.chans.Add(1)
 	defer st.chans.Done()
 	if nc.ChannelType() == "session" {

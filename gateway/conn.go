@@ -63,6 +63,9 @@ type connState struct {
 	perms atomic.Pointer[gossh.Permissions]
 	// asked is what the client asked for on this connection (asked.go).
 	asked askedFor
+	// traffic is when a channel of the connection last carried data or
+	// opened (unix nanoseconds), for idle_disconnect (idledisconnect.go).
+	traffic atomic.Int64
 }
 
 // newConnState registers a new connection with s until its run ends.
@@ -155,6 +158,7 @@ func (st *connState) identity() (user, project string) {
 func (st *connState) run() {
 	defer st.recoverPanic("connection")
 	defer st.s.conns.remove(st)
+	st.touched()
 	st.keepalive()
 	<-st.life.Done()
 	if st.ending.Load() {
@@ -192,19 +196,30 @@ func (st *connState) run() {
 // keepalive sends keepalive@openssh.com every interval while the connection
 // lives and closes it after KeepaliveCountMax unanswered ones (sshd's
 // ClientAliveInterval/CountMax). Any reply, even a failure, proves life.
+// It also ends the connection after idle_disconnect without channel
+// traffic (idledisconnect.go): one loop, no goroutine of its own.
 func (st *connState) keepalive() {
 	cfg := st.s.conf().Server
-	if cfg.KeepaliveInterval.D <= 0 {
-		return
+	var tick <-chan time.Time
+	if cfg.KeepaliveInterval.D > 0 {
+		t := time.NewTicker(cfg.KeepaliveInterval.D)
+		defer t.Stop()
+		tick = t.C
 	}
-	t := time.NewTicker(cfg.KeepaliveInterval.D)
-	defer t.Stop()
+	idle := time.NewTimer(st.idleCheckIn())
+	defer idle.Stop()
 	missed := 0
 	for {
 		select {
 		case <-st.life.Done():
 			return
-		case <-t.C:
+		case <-idle.C:
+			if st.idleExpired() {
+				return
+			}
+			idle.Reset(st.idleCheckIn())
+			continue
+		case <-tick:
 		}
 		c := st.sshConn()
 		if c == nil {
@@ -465,7 +480,8 @@ func (st *connState) proxy(kind string, client gossh.Channel, clientReqs <-chan 
 		Conn: st.id, User: user, Project: project, Container: t.Name,
 		RemoteAddr: st.raw.RemoteAddr().String(), Kind: kind,
 	}, cancel)
-	p := &pipe{client: client, clientReqs: clientReqs, agent: agent, agentReqs: agentReqs, activity: sess.Touch,
+	p := &pipe{client: client, clientReqs: clientReqs, agent: agent, agentReqs: agentReqs,
+		activity: func() { sess.Touch(); st.touched() },
 		panicked: func(where string, v any) { st.s.panicked(st, where, v) },
 		hook:     func(point string) { hookPoint(point, project) }}
 	sess.CountBytes(&p.bytesIn, &p.bytesOut)

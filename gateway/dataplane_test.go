@@ -62,6 +62,8 @@ func (l *lockedBuffer) String() string {
 
 type inproc struct {
 	gw       *gateway.Server
+	live     *config.Live
+	doc      string // the config's text; its [server] table comes first
 	client   sshtest.Client
 	home     string        // the agent's $HOME
 	agentLog *lockedBuffer // what the agent logged
@@ -109,18 +111,20 @@ func serveInproc(t testing.TB, dir, home, sock string, ns link.NS, fdpass bool, 
 	t.Helper()
 	target := gateway.Target{Name: "inproc", SocketPath: sock, Peer: link.Peer{Container: "inproc", PidNS: ns}}
 	alice := sshtest.NewKey(t, dir, "alice")
-	cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf(`
+	doc := fmt.Sprintf(`
 [server]
 state_dir = %q
 [projects.zephyr]
 members = ["alice"]
 [users.alice]
 keys = [%q]
-`, filepath.Join(dir, "state"), alice.Authorized)))
+`, filepath.Join(dir, "state"), alice.Authorized)
+	cfg, err := config.Parse("t.toml", []byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := mustNew(t, gateway.Options{Config: config.NewLive(cfg), Containers: inprocContainers{target}, NoFDPass: !fdpass,
+	live := config.NewLive(cfg)
+	gw := mustNew(t, gateway.Options{Config: live, Containers: inprocContainers{target}, NoFDPass: !fdpass,
 		Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -131,10 +135,23 @@ keys = [%q]
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	return &inproc{
 		gw:       gw,
+		live:     live,
+		doc:      doc,
 		client:   sshtest.Client{Host: "127.0.0.1", Port: port, Login: "zephyr", Key: alice},
 		home:     home,
 		agentLog: alog,
 	}
+}
+
+// setServer puts the config in force again with lines added to its
+// [server] table.
+func (w *inproc) setServer(t testing.TB, lines string) {
+	t.Helper()
+	cfg, err := config.Parse("t.toml", []byte(strings.Replace(w.doc, "[server]\n", "[server]\n"+lines+"\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.live.Set(cfg)
 }
 
 // bothPaths runs f with descriptors passed and with the bytes on the link.
