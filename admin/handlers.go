@@ -1,14 +1,12 @@
 package admin
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/sessions"
@@ -153,34 +151,6 @@ func (s *Server) serveKill(w http.ResponseWriter, r *http.Request) {
 		s.log().Info("session killed by admin", "id", id, "reason", req.Reason, "peer_uid", p.uid)
 	}
 	writeJSON(w, http.StatusOK, resp)
-}
-
-func (s *Server) serveContainers(w http.ResponseWriter, r *http.Request) {
-	if s.Containers == nil {
-		writeError(w, http.StatusServiceUnavailable, "this gateway does not list containers")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	list, err := s.Containers.List(ctx)
-	if err != nil {
-		s.log().Error("list containers", "err", err)
-		writeError(w, http.StatusBadGateway, "cannot list containers: is the Docker engine reachable? (see the gateway's log)")
-		return
-	}
-	// The registry, not the container manager, knows who is inside.
-	count := map[string]int{}
-	for _, in := range s.live() {
-		if in.Kind != sessions.KindConnection {
-			count[in.Container]++
-		}
-	}
-	out := make([]api.ContainerInfo, len(list))
-	for i, c := range list {
-		c.Sessions = count[c.Name]
-		out[i] = c
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {

@@ -43,7 +43,89 @@ type ContainerInfo struct {
 	Created  time.Time `json:"created"`
 	UpToDate bool      `json:"up_to_date"` // its spec matches the current config
 	Sessions int       `json:"sessions"`   // live sessions in it (filled by the server from its registry)
+
+	// Why it is up and when it stops. Connections and Forwards come from
+	// the server's session registry, Jobs from the engine, GPUProcesses
+	// from the GPU inventory; the lists are [] when empty.
+	Connections  []ContainerConn       `json:"connections"`
+	Forwards     []ContainerForward    `json:"forwards"`
+	Jobs         []ContainerJob        `json:"jobs"`                 // processes other than the agent (running containers)
+	JobsError    string                `json:"jobs_error,omitempty"` // why Jobs could not be listed
+	GPUProcesses []ContainerGPUProcess `json:"gpu_processes"`
+	Stop         ContainerStop         `json:"stop"`
 }
+
+// ContainerConn is a client connection into a container.
+type ContainerConn struct {
+	Conn       string    `json:"conn"` // the connection's ID, "c<N>" as `sygctl sessions` shows it
+	User       string    `json:"user"`
+	RemoteAddr string    `json:"remote_addr"`
+	Started    time.Time `json:"started"`
+	// LastActive is its latest channel traffic, or when its last channel
+	// closed; IdleSeconds is the time since, when the server answered.
+	LastActive  time.Time `json:"last_activity"`
+	IdleSeconds int64     `json:"idle_seconds"`
+	Channels    int       `json:"channels"` // channels open on it (shells, commands, forwards)
+}
+
+// ContainerForward is an open forwarding channel into a container.
+type ContainerForward struct {
+	Session    string    `json:"session"` // its session ID
+	Conn       string    `json:"conn"`
+	User       string    `json:"user"`
+	Kind       string    `json:"kind"`   // direct-tcpip (ssh -L, -D), direct-streamlocal@openssh.com, forwarded-tcpip (-R)
+	Target     string    `json:"target"` // host:port or socket path inside the container, when the kind names one
+	LastActive time.Time `json:"last_activity"`
+}
+
+// ContainerJob is a process running in a container other than the agent:
+// what the idle stop waits for.
+type ContainerJob struct {
+	PID        int    `json:"pid"` // on the host; 0 when not known
+	Command    string `json:"command"`
+	AgeSeconds *int64 `json:"age_seconds,omitempty"` // absent when the engine did not say
+}
+
+// ContainerGPUProcess is a process of the container that uses a GPU.
+type ContainerGPUProcess struct {
+	GPU        int     `json:"gpu"` // the GPU's index
+	UUID       string  `json:"uuid"`
+	PID        uint32  `json:"pid"`
+	UsedMemory *uint64 `json:"used_memory_bytes,omitempty"`
+	Command    string  `json:"command,omitempty"` // from Jobs, when the PID is one of them
+}
+
+// ContainerStop says when a container will be idle-stopped.
+type ContainerStop struct {
+	// Status is one of:
+	//   "in_use"      a connection is open into it
+	//   "scheduled"   stopped at At unless used before
+	//   "postponed"   idle, but Jobs run: the stop waits for them
+	//   "never"       idle_stop is 0
+	//   "untracked"   running, but the gateway keeps no idle timer for it
+	//                 (started outside the gateway, e.g. by sygctl launch,
+	//                 after the gateway started)
+	//   "not_running"
+	Status          string     `json:"status"`
+	At              *time.Time `json:"at,omitempty"`
+	IdleStopSeconds int64      `json:"idle_stop_seconds"` // the idle_stop in force
+	// IdleSince is when its last connection ended (or when the gateway
+	// first saw it idle); absent when in use or not known.
+	IdleSince *time.Time `json:"idle_since,omitempty"`
+	// Rechecked: the stop was postponed before while jobs ran, so At is
+	// the next idle check, not idle_stop after IdleSince.
+	Rechecked bool `json:"rechecked,omitempty"`
+}
+
+// Stop statuses (ContainerStop.Status).
+const (
+	StopInUse      = "in_use"
+	StopScheduled  = "scheduled"
+	StopPostponed  = "postponed"
+	StopNever      = "never"
+	StopUntracked  = "untracked"
+	StopNotRunning = "not_running"
+)
 
 // GPUReport is the answer to GET /v1/gpus (the `sygctl gpus --json`
 // contract).

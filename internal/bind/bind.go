@@ -7,10 +7,11 @@ package bind
 
 import (
 	"context"
-	"github.com/sygaldry/sygaldry/admin/api"
 	"io"
+	"time"
 
 	"github.com/sygaldry/sygaldry/admin"
+	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/config"
 	"github.com/sygaldry/sygaldry/gateway"
 	"github.com/sygaldry/sygaldry/workspace"
@@ -45,14 +46,52 @@ func (a adminContainers) List(ctx context.Context) ([]api.ContainerInfo, error) 
 	if err != nil {
 		return nil, err
 	}
+	var running []string
+	for _, c := range all {
+		if c.State == "running" {
+			running = append(running, c.ID)
+		}
+	}
+	jobs := a.m.Jobs(ctx, running) // concurrent and bounded in time
+	now := time.Now()
 	out := make([]api.ContainerInfo, 0, len(all))
 	for _, c := range all {
-		out = append(out, api.ContainerInfo{
+		in := api.ContainerInfo{
 			Name: c.Name, Project: c.Project, User: c.User, State: c.State,
 			Image: c.Image, Created: c.Created, UpToDate: c.Spec == workspace.SpecCurrent,
-		})
+			Jobs: []api.ContainerJob{},
+		}
+		jl := jobs[c.ID]
+		if jl.Err != nil {
+			in.JobsError = jl.Err.Error()
+		}
+		for _, j := range jl.Jobs {
+			cj := api.ContainerJob{PID: j.PID, Command: j.Command}
+			if j.Age > 0 {
+				sec := int64(j.Age / time.Second)
+				cj.AgeSeconds = &sec
+			}
+			in.Jobs = append(in.Jobs, cj)
+		}
+		// A job list that failed counts as none, as for the idle stop.
+		in.Stop = stopOf(a.m.StopPlan(c.Name, c.State == "running", len(jl.Jobs), now))
+		out = append(out, in)
 	}
 	return out, nil
+}
+
+// stopOf is the wire form of a stop plan.
+func stopOf(p workspace.StopPlan) api.ContainerStop {
+	s := api.ContainerStop{Status: string(p.Status), IdleStopSeconds: int64(p.IdleStop / time.Second), Rechecked: p.Rechecked}
+	if !p.At.IsZero() {
+		at := p.At.UTC()
+		s.At = &at
+	}
+	if !p.IdleSince.IsZero() {
+		since := p.IdleSince.UTC()
+		s.IdleSince = &since
+	}
+	return s
 }
 
 // AdminGPULeases adapts the container manager's GPU holders to the admin

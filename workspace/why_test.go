@@ -1,0 +1,64 @@
+package workspace
+
+import (
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+)
+
+func TestParseJobs(t *testing.T) {
+	top := container.TopResponse{
+		Titles: []string{"PID", "ELAPSED", "COMMAND"},
+		Processes: [][]string{
+			{"100", "7200", AgentTarget + " serve"},
+			{"101", "3600", "python3 train.py --epochs 9"},
+			{"102", "5", "[sh] <defunct>"},
+			{"103", "x", "sleep 60"},
+			{"104"}, // short row
+		},
+	}
+	jobs, ok := parseJobs(top)
+	if !ok || len(jobs) != 2 {
+		t.Fatalf("jobs = %+v, %v", jobs, ok)
+	}
+	if j := jobs[0]; j.PID != 101 || j.Command != "python3 train.py --epochs 9" || j.Age != time.Hour {
+		t.Errorf("job = %+v", j)
+	}
+	if j := jobs[1]; j.PID != 103 || j.Age != 0 {
+		t.Errorf("job without a readable age = %+v", j)
+	}
+	// The default ps columns (no ELAPSED) are not what was asked.
+	if _, ok := parseJobs(container.TopResponse{Titles: []string{"UID", "PID", "CMD"}}); ok {
+		t.Error("parsed a listing without ages")
+	}
+}
+
+func TestPlanStop(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	since := now.Add(-30 * time.Minute)
+	idle := idleView{idleStop: 2 * time.Hour, armed: true, idleSince: since}
+	cases := []struct {
+		name    string
+		v       idleView
+		running bool
+		jobs    int
+		want    StopPlan
+	}{
+		{"stopped", idle, false, 0, StopPlan{Status: StopNotRunning, IdleStop: 2 * time.Hour, IdleSince: since}},
+		{"idle stop off", idleView{}, true, 0, StopPlan{Status: StopNever}},
+		{"held", idleView{idleStop: time.Hour, held: 2, idleSince: since}, true, 3, StopPlan{Status: StopInUse, IdleStop: time.Hour}},
+		{"no timer", idleView{idleStop: time.Hour}, true, 0, StopPlan{Status: StopUntracked, IdleStop: time.Hour}},
+		{"jobs", idle, true, 2, StopPlan{Status: StopPostponed, IdleStop: 2 * time.Hour, IdleSince: since}},
+		{"scheduled", idle, true, 0, StopPlan{Status: StopScheduled, IdleStop: 2 * time.Hour, IdleSince: since, At: since.Add(2 * time.Hour)}},
+		// Postponed at since+2h and since+4h while jobs ran, which have
+		// ended: the next check is at since+6h.
+		{"rechecked", idleView{idleStop: 2 * time.Hour, armed: true, idleSince: now.Add(-5 * time.Hour)}, true, 0,
+			StopPlan{Status: StopScheduled, IdleStop: 2 * time.Hour, IdleSince: now.Add(-5 * time.Hour), At: now.Add(time.Hour), Rechecked: true}},
+	}
+	for _, c := range cases {
+		if got := planStop(c.v, c.running, c.jobs, now); got != c.want {
+			t.Errorf("%s: plan = %+v\nwant %+v", c.name, got, c.want)
+		}
+	}
+}
