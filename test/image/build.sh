@@ -7,14 +7,22 @@
 # usage: test/image/build.sh TAG
 set -euo pipefail
 
+# rev goes up whenever the image's contents change (a package added), so an
+# image built by an older version of this script is rebuilt, not reused.
+rev=2
+
 tag=${1:?usage: build.sh TAG}
 # Test packages run in parallel and may all ask for the image at once: build
 # it once, the others wait and then find it.
 exec 9>"/tmp/sygaldry-image-build.lock"
 flock 9
-if docker image inspect "$tag" >/dev/null 2>&1; then
+have=$(docker image inspect -f '{{index .Config.Labels "sygaldry.image-rev"}}' "$tag" 2>/dev/null || true)
+if [ "$have" = "$rev" ]; then
 	echo "image $tag already present"
 	exit 0
+fi
+if [ -n "$have" ] || docker image inspect "$tag" >/dev/null 2>&1; then
+	echo "image $tag is from an older build.sh (rev ${have:-1}, want $rev): rebuilding"
 fi
 
 # The mirror and suite come from this machine's apt configuration, never from
@@ -44,7 +52,8 @@ work=$(mktemp -d /var/tmp/sygaldry-rootfs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rootfs=$work/rootfs
 
-packages=bash,coreutils,procps,python3,rsync,openssh-client,less,vim-tiny,tmux,tar,gzip,ca-certificates,locales
+# git: the per-user git identity tests commit inside containers.
+packages=bash,coreutils,procps,python3,rsync,openssh-client,less,vim-tiny,tmux,tar,gzip,ca-certificates,locales,git
 echo "debootstrap $suite into $rootfs (packages: $packages)"
 debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
 	tail -n 30 "$work/debootstrap.log" >&2
@@ -60,5 +69,6 @@ tar -C "$rootfs" -c . | docker import \
 	-c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 	-c 'ENV LANG=C.UTF-8' \
 	-c 'CMD ["/bin/bash"]' \
+	-c "LABEL sygaldry.image-rev=$rev" \
 	- "$tag" >/dev/null
 echo "built $tag"
