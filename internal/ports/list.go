@@ -72,8 +72,14 @@ func List(o Options) ([]Listener, error) {
 	out := make([]Listener, 0, len(socks))
 	for _, s := range socks {
 		l := Listener{Port: s.Port, Address: s.Addr.String(), Process: "-"}
-		if p, ok := owners[s.Inode]; ok && s.Inode != 0 {
+		p, ok := owners[s.Inode]
+		if ok && s.Inode != 0 {
 			l.Process, l.PID = p.Name, p.PID
+		} else if s.Addr == dockerDNS {
+			// The engine's DNS server for containers on their own
+			// network: held by dockerd from outside, nothing the user
+			// started or can reach with a forward.
+			continue
 		}
 		l.SSH = fmt.Sprintf("ssh -L %d:%s:%d %s", s.Port, forwardHost(s.Addr), s.Port, dest)
 		out = append(out, l)
@@ -88,13 +94,17 @@ func List(o Options) ([]Listener, error) {
 	}), nil
 }
 
+// dockerDNS is the address of the engine's embedded DNS server, which
+// listens inside every container on a user-defined network.
+var dockerDNS = netip.AddrFrom4([4]byte{127, 0, 0, 11})
+
 // forwardHost is what the agent should dial for a socket bound to addr: a
-// socket on every address or on loopback is reached as localhost (which the
-// agent tries as 127.0.0.1 and ::1); one bound to a single other address
-// only there.
+// socket on every address, on 127.0.0.1 or on ::1 is reached as localhost
+// (which the agent tries as 127.0.0.1 and ::1); one bound to a single other
+// address (127.0.0.2 included) only there.
 func forwardHost(addr netip.Addr) string {
 	a := addr.Unmap()
-	if a.IsUnspecified() || a.IsLoopback() {
+	if a.IsUnspecified() || a == netip.AddrFrom4([4]byte{127, 0, 0, 1}) || a == netip.IPv6Loopback() {
 		return "localhost"
 	}
 	if a.Is6() {

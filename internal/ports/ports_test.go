@@ -187,7 +187,9 @@ func TestList(t *testing.T) {
 		tcpLine(0, netip.MustParseAddr("0.0.0.0"), 8777, "0A", 111) +
 		tcpLine(1, netip.MustParseAddr("127.0.0.1"), 6006, "0A", 222) +
 		tcpLine(2, netip.MustParseAddr("172.17.0.2"), 5000, "0A", 333) +
-		tcpLine(3, netip.MustParseAddr("10.0.0.1"), 40000, "01", 444)
+		tcpLine(3, netip.MustParseAddr("10.0.0.1"), 40000, "01", 444) +
+		tcpLine(4, netip.MustParseAddr("127.0.0.11"), 37649, "0A", 777) + // the engine's DNS: hidden
+		tcpLine(5, netip.MustParseAddr("127.0.0.2"), 5001, "0A", 888)
 	tcp6 := tcpHeader +
 		tcpLine(0, netip.MustParseAddr("::"), 8777, "0A", 555) +
 		tcpLine(1, netip.MustParseAddr("fe80::1"), 7000, "0A", 666)
@@ -207,6 +209,7 @@ func TestList(t *testing.T) {
 	}
 	want := []Listener{
 		{5000, "172.17.0.2", "-", 0, "ssh -L 5000:172.17.0.2:5000 -p 2222 zephyr@127.0.0.1"},
+		{5001, "127.0.0.2", "-", 0, "ssh -L 5001:127.0.0.2:5001 -p 2222 zephyr@127.0.0.1"},
 		{6006, "127.0.0.1", "tensorboard", 200, "ssh -L 6006:localhost:6006 -p 2222 zephyr@127.0.0.1"},
 		{7000, "fe80::1", "node", 400, "ssh -L 7000:[fe80::1]:7000 -p 2222 zephyr@127.0.0.1"},
 		{8777, "0.0.0.0", "python3", 123, "ssh -L 8777:localhost:8777 -p 2222 zephyr@127.0.0.1"},
@@ -217,7 +220,7 @@ func TestList(t *testing.T) {
 	}
 
 	// JSON: the documented shape.
-	b, _ := json.Marshal(got[3:4])
+	b, _ := json.Marshal(got[4:5])
 	if string(b) != `[{"port":8777,"address":"0.0.0.0","process":"python3","pid":123,"ssh":"ssh -L 8777:localhost:8777 -p 2222 zephyr@127.0.0.1"}]` {
 		t.Errorf("json = %s", b)
 	}
@@ -225,7 +228,7 @@ func TestList(t *testing.T) {
 	// Without tcp6 (ipv6.disable=1) the v4 listeners still show; without
 	// either file it is an error.
 	proc = fakeProc(t, tcp, "", nil)
-	if got, err := List(Options{ProcDir: proc, Project: "zephyr"}); err != nil || len(got) != 3 || got[0].SSH != "ssh -L 5000:172.17.0.2:5000 -p PORT zephyr@GATEWAY-HOST" {
+	if got, err := List(Options{ProcDir: proc, Project: "zephyr"}); err != nil || len(got) != 4 || got[0].SSH != "ssh -L 5000:172.17.0.2:5000 -p PORT zephyr@GATEWAY-HOST" {
 		t.Errorf("without tcp6: %v, %v", got, err)
 	}
 	if _, err := List(Options{ProcDir: t.TempDir()}); err == nil {
