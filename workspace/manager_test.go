@@ -61,6 +61,11 @@ func TestEnsureCreatesAndReuses(t *testing.T) {
 		AgentTarget:        r.opts.AgentPath,
 		LinkTarget:         inst.LinkDir,
 		AgentKeyTarget:     AgentKeyPath(r.opts.StateDir, name),
+		CommandTarget:      r.opts.AgentPath,
+		UserDirTarget:      proj + "/users/alice",
+	}
+	for _, p := range config.DefaultUserState {
+		want["/home/kvothe/"+p] = proj + "/users/alice/home/" + p
 	}
 	if !maps.Equal(mounts, want) {
 		t.Errorf("mounts = %v\nwant %v", mounts, want)

@@ -72,7 +72,7 @@ func TestBuildSpecContract(t *testing.T) {
 		!slices.Equal(c.Cmd, []string{"serve", "--listen", "/.sygaldry/run/agent.sock", "--host-key", "/.sygaldry/agent_key"}) {
 		t.Errorf("entrypoint/cmd = %q %q", c.Entrypoint, c.Cmd)
 	}
-	wantEnv := []string{"A=1", "TZ=UTC", "SYGALDRY_PROJECT=zephyr", "SYGALDRY_USER=alice"}
+	wantEnv := []string{"A=1", "TZ=UTC", "SYGALDRY_PROJECT=zephyr", "SYGALDRY_USER=alice", "HISTFILE=/.sygaldry/user/.bash_history"}
 	if !slices.Equal(c.Env, wantEnv) {
 		t.Errorf("env = %q, want %q", c.Env, wantEnv)
 	}
@@ -81,7 +81,13 @@ func TestBuildSpecContract(t *testing.T) {
 		{Type: mount.TypeBind, Source: "/srv/data/zephyr/spack_store", Target: "/opt/spack_store"},
 		{Type: mount.TypeBind, Source: "/srv/data/zephyr/bazel_cache", Target: "/opt/bazel_cache"},
 		{Type: mount.TypeBind, Source: "/srv/data/zephyr/config", Target: "/config"},
+		{Type: mount.TypeBind, Source: "/srv/data/zephyr/users/alice", Target: "/.sygaldry/user"},
+		{Type: mount.TypeBind, Source: "/srv/data/zephyr/users/alice/home/.vscode-server", Target: "/home/kvothe/.vscode-server"},
+		{Type: mount.TypeBind, Source: "/srv/data/zephyr/users/alice/home/.cursor-server", Target: "/home/kvothe/.cursor-server"},
+		{Type: mount.TypeBind, Source: "/srv/data/zephyr/users/alice/home/.cache/JetBrains", Target: "/home/kvothe/.cache/JetBrains"},
+		{Type: mount.TypeBind, Source: "/srv/data/zephyr/users/alice/home/.local/share/JetBrains", Target: "/home/kvothe/.local/share/JetBrains"},
 		{Type: mount.TypeBind, Source: "/usr/local/bin/sygaldry-agent", Target: "/.sygaldry/bin/sygaldry-agent", ReadOnly: true},
+		{Type: mount.TypeBind, Source: "/usr/local/bin/sygaldry-agent", Target: "/usr/local/bin/sygaldry", ReadOnly: true},
 		{Type: mount.TypeBind, Source: "/var/lib/sygaldry/run/sygaldry-zephyr-alice", Target: "/.sygaldry/run"},
 		{Type: mount.TypeBind, Source: "/var/lib/sygaldry/keys/sygaldry-zephyr-alice.key", Target: "/.sygaldry/agent_key", ReadOnly: true},
 		{Type: mount.TypeBind, Source: "/data/sets", Target: "/datasets", ReadOnly: true},
@@ -281,8 +287,9 @@ func TestBuildSpecHash(t *testing.T) {
 
 // baseHash is baseInput's spec hash. A setting added to the spec must leave
 // it alone for projects that do not use it, or every running container would
-// be recreated on upgrade.
-const baseHash = "cfdaf7b2683a95f715b69b8b46954b90e03e8191cdf8bff6b367cb53e986ea79"
+// be recreated on upgrade. Changed on purpose by per-user state (on by
+// default: the users/<user> mounts, HISTFILE) and the sygaldry command mount.
+const baseHash = "5f663ef5c12a8969de1535e214153acf353756c3a6f435f335f5def7957a8294"
 
 func TestBuildSpecHashUnchangedByUnsetSettings(t *testing.T) {
 	if h := mustSpec(t, baseInput()).Hash; h != baseHash {
@@ -347,7 +354,7 @@ func TestBuildSpecEnvOverride(t *testing.T) {
 	in := baseInput()
 	in.Project.Env = map[string]string{"SYGALDRY_USER": "mallory", "SYGALDRY_PROJECT": "x"}
 	env := mustSpec(t, in).Config.Env
-	if !slices.Equal(env, []string{"SYGALDRY_PROJECT=zephyr", "SYGALDRY_USER=alice"}) {
+	if !slices.Equal(env, []string{"SYGALDRY_PROJECT=zephyr", "SYGALDRY_USER=alice", "HISTFILE=/.sygaldry/user/.bash_history"}) {
 		t.Errorf("env = %q: configured SYGALDRY_* must not win", env)
 	}
 }

@@ -3,7 +3,6 @@ package workspace
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -138,9 +137,12 @@ func prepareUserDirs(spec Spec) (userStateDirs, error) {
 // In the user's directory a root-owned directory on a user_state path can
 // only be ours (made by prepareUserDirs, possibly at the create, before the
 // uid was known): it is chowned. In the shared home, missing mountpoints are
-// created and chowned at once; an existing one keeps its owner, except an
-// empty root-owned leaf (what docker leaves when it made the mountpoint
-// itself), as for the storage dirs.
+// created and chowned at once. An existing root-owned directory on a
+// mountpoint's path is handed over only when it holds nothing but other
+// mountpoints' path components: that is what the engine leaves when it made
+// the mountpoints itself (it does, as root, whenever it mounts the stopped
+// container's filesystem, e.g. for the copy that reads /etc/passwd), and no
+// data changes hands. Any other existing directory keeps its owner.
 func (u userStateDirs) own(uid, gid int) error {
 	if u.userDir == "" {
 		return nil
@@ -168,20 +170,48 @@ func (u userStateDirs) own(uid, gid int) error {
 		return fmt.Errorf("home: %w", err)
 	}
 	defer home.Close()
+	chain := map[string]bool{} // every mountpoint and the directories above it
+	for _, p := range u.paths {
+		for _, dir := range prefixes(p) {
+			chain[dir] = true
+		}
+	}
 	for _, p := range u.paths {
 		created := func(dir string) error { return home.Lchown(dir, uid, gid) }
 		if err := mkdirsIn(home, p, created); err != nil {
 			return fmt.Errorf("mountpoint for user_state %q in the project home %s: %w", p, u.home, err)
 		}
-		fi, err := home.Lstat(p)
-		if err == nil && isRootOwned(fi) && isEmptyDirIn(home, p) {
-			err = home.Lchown(p, uid, gid)
-		}
-		if err != nil {
-			return fmt.Errorf("mountpoint for user_state %q in the project home %s: %w", p, u.home, err)
+		for _, dir := range prefixes(p) {
+			fi, err := home.Lstat(dir)
+			if err == nil && isRootOwned(fi) && onlyChain(home, dir, chain) {
+				err = home.Lchown(dir, uid, gid)
+			}
+			if err != nil {
+				return fmt.Errorf("mountpoint for user_state %q in the project home %s: %w", p, u.home, err)
+			}
 		}
 	}
 	return nil
+}
+
+// onlyChain reports whether directory dir (inside root) holds nothing but
+// entries in chain: no data of anybody's.
+func onlyChain(root *os.Root, dir string, chain map[string]bool) bool {
+	f, err := root.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return false
+	}
+	for _, n := range names {
+		if !chain[path.Join(dir, n)] {
+			return false
+		}
+	}
+	return true
 }
 
 // mkdirsIn makes each missing directory of rel inside root (mode 0755),
@@ -234,16 +264,6 @@ func chownIfRoot(name string, uid, gid int, lstat func(string) (fs.FileInfo, err
 func isRootOwned(fi fs.FileInfo) bool {
 	uid, ok := ownerUID(fi)
 	return ok && uid == 0
-}
-
-func isEmptyDirIn(root *os.Root, name string) bool {
-	f, err := root.Open(name)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	_, err = f.Readdirnames(1)
-	return errors.Is(err, io.EOF)
 }
 
 // prefixes returns "a", "a/b", "a/b/c" for "a/b/c".
