@@ -61,12 +61,12 @@ func TestTeamVSCodeSideBySide(t *testing.T) {
 		if u.boot == nil {
 			t.FailNow() // startBootstrap said why
 		}
-		if u.boot.listening != fmt.Sprintf("127.0.0.1:%d", port) || u.boot.token == "" {
-			t.Fatalf("%s: bootstrap printed listeningOn==%s== connectionToken==%s==\n%s", u.name, u.boot.listening, u.boot.token, u.boot.output())
+		if u.boot.value("listeningOn==") != fmt.Sprintf("127.0.0.1:%d", port) || u.boot.token() == "" {
+			t.Fatalf("%s: the bootstrap printed no listeningOn==127.0.0.1:%d== or no token:\n%s", u.name, port, u.boot.output())
 		}
 	}
-	if users[0].boot.token == users[1].boot.token {
-		t.Fatalf("both bootstraps report token %s: the second found the first's server", users[0].boot.token)
+	if users[0].boot.token() == users[1].boot.token() {
+		t.Fatalf("both bootstraps report token %s: the second found the first's server", users[0].boot.token())
 	}
 
 	// enableDynamicForwarding=false: a second connection with -L.
@@ -79,7 +79,7 @@ func TestTeamVSCodeSideBySide(t *testing.T) {
 	errs := make(chan error, 64)
 	var reqs sync.WaitGroup
 	for _, u := range users {
-		want := u.name + " " + u.boot.token + "\n"
+		want := u.name + " " + u.boot.token() + "\n"
 		for i := range 8 {
 			for _, via := range []struct {
 				name string
@@ -119,7 +119,7 @@ func TestTeamVSCodeSideBySide(t *testing.T) {
 	for i, u := range users {
 		other := users[1-i]
 		state := w.dockerExec(u.name, "sh", "-c", `d=`+home+`/.vscode-server; ls -A "$d"; echo "token=$(cat "$d/.token")"; tr '\0' ' ' </proc/$(cat "$d/.pid")/cmdline; echo`)
-		if !strings.Contains(state, "token="+u.boot.token+"\n") || !strings.Contains(state, "http.server") {
+		if !strings.Contains(state, "token="+u.boot.token()+"\n") || !strings.Contains(state, "http.server") {
 			t.Errorf("%s's ~/.vscode-server does not hold their own server's token and pid:\n%s", u.name, state)
 		}
 		if strings.Contains(state, "written-by-"+other.name) || !strings.Contains(state, "written-by-"+u.name) {
@@ -138,8 +138,8 @@ func TestTeamVSCodeSideBySide(t *testing.T) {
 			if b == nil {
 				return
 			}
-			if !strings.Contains(b.output(), "found running server") || b.token != u.boot.token {
-				t.Errorf("%s's reconnect: token %q, want their own %q\n%s", u.name, b.token, u.boot.token, b.output())
+			if !strings.Contains(b.output(), "found running server") || b.token() != u.boot.token() {
+				t.Errorf("%s's reconnect: token %q, want their own %q\n%s", u.name, b.token(), u.boot.token(), b.output())
 			}
 		}()
 	}
@@ -193,9 +193,8 @@ echo "$id: end"
 // bootstrap is a bash-on-stdin session that printed its markers and stays
 // open (its stdin is never closed), as VS Code's does.
 type bootstrap struct {
-	listening, token string
-	mu               sync.Mutex
-	lines            []string
+	mu    sync.Mutex
+	lines []string
 }
 
 func (b *bootstrap) output() string {
@@ -203,6 +202,20 @@ func (b *bootstrap) output() string {
 	defer b.mu.Unlock()
 	return strings.Join(b.lines, "\n")
 }
+
+// value returns X of the first line "PREFIXX==" the script printed, or "".
+func (b *bootstrap) value(prefix string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.lines {
+		if v, ok := strings.CutPrefix(l, prefix); ok {
+			return strings.TrimSuffix(v, "==")
+		}
+	}
+	return ""
+}
+
+func (b *bootstrap) token() string { return b.value("connectionToken==") }
 
 // startBootstrap runs `ssh -T [flags] host bash` with script on stdin and
 // returns once the script printed "<id>: end"; nil (with the test marked
@@ -239,12 +252,6 @@ func startBootstrap(t *testing.T, ctx context.Context, c sshtest.Client, script 
 			b.mu.Lock()
 			b.lines = append(b.lines, line)
 			b.mu.Unlock()
-			if v, ok := marker(line, "listeningOn=="); ok {
-				b.listening = v
-			}
-			if v, ok := marker(line, "connectionToken=="); ok {
-				b.token = v
-			}
 			if strings.HasSuffix(line, ": end") {
 				ended <- true
 			}
@@ -267,15 +274,6 @@ func startBootstrap(t *testing.T, ctx context.Context, c sshtest.Client, script 
 	}
 	t.Errorf("the bootstrap did not finish:\nstdout: %s\nstderr: %s", b.output(), stderr.String())
 	return nil
-}
-
-// marker returns X from a line "PREFIXX==".
-func marker(line, prefix string) (string, bool) {
-	v, ok := strings.CutPrefix(line, prefix)
-	if !ok {
-		return "", false
-	}
-	return strings.TrimSuffix(v, "=="), true
 }
 
 // startForward runs `ssh -N [flags]` until cleanup.
