@@ -18,7 +18,9 @@ import (
 type Job struct {
 	PID     int           // on the host, as the GPU inventory names it
 	Command string        // with its arguments
-	Age     time.Duration // since it started; 0 when the engine did not say
+	Age     time.Duration // since it started, when AgeKnown
+	// AgeKnown: the engine said how old it is.
+	AgeKnown bool
 }
 
 // JobList is the answer for one container: its jobs, or why they are not
@@ -117,7 +119,7 @@ func parseJobs(top container.TopResponse) (jobs []Job, ok bool) {
 		j := Job{Command: p[cmdCol]}
 		j.PID, _ = strconv.Atoi(p[pidCol])
 		if s, err := strconv.ParseInt(p[ageCol], 10, 64); err == nil && s >= 0 {
-			j.Age = time.Duration(s) * time.Second
+			j.Age, j.AgeKnown = time.Duration(s)*time.Second, true
 		}
 		jobs = append(jobs, j)
 	}

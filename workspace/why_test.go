@@ -22,10 +22,10 @@ func TestParseJobs(t *testing.T) {
 	if !ok || len(jobs) != 2 {
 		t.Fatalf("jobs = %+v, %v", jobs, ok)
 	}
-	if j := jobs[0]; j.PID != 101 || j.Command != "python3 train.py --epochs 9" || j.Age != time.Hour {
+	if j := jobs[0]; j.PID != 101 || j.Command != "python3 train.py --epochs 9" || j.Age != time.Hour || !j.AgeKnown {
 		t.Errorf("job = %+v", j)
 	}
-	if j := jobs[1]; j.PID != 103 || j.Age != 0 {
+	if j := jobs[1]; j.PID != 103 || j.AgeKnown {
 		t.Errorf("job without a readable age = %+v", j)
 	}
 	// The default ps columns (no ELAPSED) are not what was asked.

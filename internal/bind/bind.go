@@ -67,7 +67,7 @@ func (a adminContainers) List(ctx context.Context) ([]api.ContainerInfo, error) 
 		}
 		for _, j := range jl.Jobs {
 			cj := api.ContainerJob{PID: j.PID, Command: j.Command}
-			if j.Age > 0 {
+			if j.AgeKnown {
 				sec := int64(j.Age / time.Second)
 				cj.AgeSeconds = &sec
 			}
