@@ -169,3 +169,28 @@ func TestIdentityBad(t *testing.T) {
 		})
 	}
 }
+
+// TestUserStateReload: a reload reports the new keys as applied (they take
+// effect when a container is next made), never as ignored.
+func TestUserStateReload(t *testing.T) {
+	_, key := newKey(t)
+	parse := func(doc string) *Config {
+		t.Helper()
+		c, err := Parse("gw.toml", []byte(fmt.Sprintf(doc, key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	running := parse("[users.alice]\nkeys = [%q]\n[projects.zephyr]\nmembers = [\"alice\"]\n")
+	next := parse("[defaults]\nuser_state = [\".a\"]\n[users.alice]\nkeys = [%q]\nemail = \"alice@example.com\"\n[projects.zephyr]\nmembers = [\"alice\"]\nuser_state = []\n")
+	got := map[string]Change{}
+	for _, c := range Diff(running, next) {
+		got[c.Key] = c
+	}
+	for _, k := range []string{"defaults.user_state", "projects.zephyr.user_state", "users.alice.email"} {
+		if c, ok := got[k]; !ok || c.Restart {
+			t.Errorf("%s: %+v (reported %t)", k, c, ok)
+		}
+	}
+}
