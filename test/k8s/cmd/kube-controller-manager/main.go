@@ -1,0 +1,15 @@
+// Command kube-controller-manager is the upstream kube-controller-manager,
+// built from k8s.io/kubernetes for the test cluster that
+// test/k8s/cluster.sh starts.
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewControllerManagerCommand()))
+}
