@@ -41,7 +41,7 @@ func TestAgentKeyIsPinnedPerContainer(t *testing.T) {
 	if fi, err := os.Stat(filepath.Dir(keyFile)); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("key dir mode: %v %v", fi.Mode(), err)
 	}
-	if got := run(t, inst, "stat -c '%U %a' "+AgentKeyTarget+"; ls -A /.sygaldry"); got != "kvothe 400\nagent_key\nbin\nrun\n" {
+	if got := run(t, inst, "stat -c '%U %a' "+AgentKeyTarget+"; ls -A /.sygaldry"); got != "kvothe 400\nagent_key\nbin\nrun\nuser\n" {
 		t.Errorf("inside the container: %q", got)
 	}
 	// Read-only: the user cannot replace the key the gateway pinned.
