@@ -19,6 +19,10 @@ import (
 // The git identity of [users.NAME] name/email goes into the container's
 // environment, so a shared ~/.gitconfig no longer decides who committed.
 
+// UsersDir is the directory under a project's storage that holds one
+// directory per member (<storage_root>/<project>/users/<user>).
+const UsersDir = "users"
+
 // DefaultUserState is the per-user list when neither [defaults] nor the
 // project set user_state: the IDE servers' state and caches.
 var DefaultUserState = []string{".vscode-server", ".cursor-server", ".cache/JetBrains", ".local/share/JetBrains"}

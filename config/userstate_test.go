@@ -194,3 +194,22 @@ func TestUserStateReload(t *testing.T) {
 		}
 	}
 }
+
+func TestWorkspaceNotInUsers(t *testing.T) {
+	_, key := newKey(t)
+	for _, ws := range []string{"users/alice", "users", "./users/bob/home", "users//x"} {
+		doc := fmt.Sprintf("[users.alice]\nkeys = [%q]\n[projects.zephyr]\nmembers = [\"alice\"]\nworkspace = %q\n", key, ws)
+		_, err := Parse("gw.toml", []byte(doc))
+		if err == nil || !strings.HasPrefix(err.Error(), "gw.toml:5: ") || !strings.Contains(err.Error(), "private state") {
+			t.Errorf("workspace %q: %v", ws, err)
+		}
+		if ValidWorkspace(ws) {
+			t.Errorf("ValidWorkspace(%q)", ws)
+		}
+	}
+	for _, ws := range []string{"monorepo_home/users", "usersx", "/srv/users/alice"} {
+		if !ValidWorkspace(ws) {
+			t.Errorf("ValidWorkspace(%q) = false", ws)
+		}
+	}
+}

@@ -183,6 +183,8 @@ func validateSettings(key string, s Settings) []validationError {
 		switch {
 		case key == "defaults":
 			bad(key+".workspace", "%s.workspace: set the workspace per project ([projects.NAME] workspace)", key)
+		case !path.IsAbs(s.Workspace) && strings.Split(path.Clean(s.Workspace), "/")[0] == UsersDir:
+			bad(key+".workspace", "%s.workspace %q: %s/ holds each member's private state (user_state); a workspace there would be everybody's", key, s.Workspace, UsersDir)
 		case !ValidWorkspace(s.Workspace):
 			bad(key+".workspace", "%s.workspace %q: want an absolute host path or a path inside the project's storage directory (no \"..\")", key, s.Workspace)
 		}
@@ -304,7 +306,8 @@ func (g *GPUs) UnmarshalTOML(raw []byte) error {
 
 // ValidWorkspace reports whether ws is a usable [projects.NAME] workspace: an
 // absolute host path, or a relative one that stays inside the project's
-// storage directory (no ".." element, not the directory itself).
+// storage directory (no ".." element, not the directory itself, not in
+// the per-user UsersDir).
 func ValidWorkspace(ws string) bool {
 	if strings.ContainsRune(ws, 0) {
 		return false
@@ -312,5 +315,6 @@ func ValidWorkspace(ws string) bool {
 	if path.IsAbs(ws) {
 		return !slices.Contains(strings.Split(ws, "/"), "..")
 	}
-	return filepath.IsLocal(ws) && path.Clean(ws) != "." && !slices.Contains(strings.Split(ws, "/"), "..")
+	return filepath.IsLocal(ws) && path.Clean(ws) != "." && !slices.Contains(strings.Split(ws, "/"), "..") &&
+		strings.Split(path.Clean(ws), "/")[0] != UsersDir
 }

@@ -33,7 +33,7 @@ import (
 
 // usersDir is the directory under a project's storage that holds one
 // directory per user.
-const usersDir = "users"
+const usersDir = config.UsersDir
 
 // userHome is the directory under a user's directory whose paths mirror
 // the home's.
@@ -103,8 +103,10 @@ func prepareUserDirs(spec Spec) (userStateDirs, error) {
 		return userStateDirs{}, nil
 	}
 	u := userStateDirs{userDir: spec.UserDir, paths: spec.UserState}
-	if len(spec.StorageDirs) > 0 {
-		u.home = spec.StorageDirs[0] // monorepo_home, mounted at the home
+	for i, d := range StorageDirs {
+		if d.Target == "" && i < len(spec.StorageDirs) {
+			u.home = spec.StorageDirs[i] // monorepo_home, mounted at the home
+		}
 	}
 	// users/ is like the project directory above it: root's only.
 	if err := privateDir(filepath.Dir(spec.UserDir)); err != nil {

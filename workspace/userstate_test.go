@@ -82,6 +82,12 @@ func TestBuildSpecUserStateBad(t *testing.T) {
 			t.Errorf("user_state %q accepted", list)
 		}
 	}
+	// A workspace in users/ would put one member's state in everybody's /workspace.
+	in := baseInput()
+	in.Project.Workspace = "users/bob"
+	if _, err := BuildSpec(in); err == nil {
+		t.Error("workspace users/bob accepted")
+	}
 	for _, target := range []string{"/home/kvothe/.vscode-server", "/usr/local/bin/sygaldry", "/home/kvothe", "/opt/spack_store/"} {
 		in := baseInput()
 		in.Project.Mounts = append(in.Project.Mounts, config.Mount{Source: "/data/x", Target: target})
