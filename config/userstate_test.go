@@ -213,3 +213,22 @@ func TestWorkspaceNotInUsers(t *testing.T) {
 		}
 	}
 }
+
+func TestUserStateLimits(t *testing.T) {
+	if msg := CheckUserStatePath(strings.Repeat("a", 256)); !strings.Contains(msg, "longer than 255 bytes") {
+		t.Errorf("a 256-byte path: %q", msg)
+	}
+	if msg := CheckUserStatePath("a\xffb"); !strings.Contains(msg, "invalid UTF-8") {
+		t.Errorf("invalid UTF-8: %q", msg)
+	}
+	var list []string
+	for i := range 65 {
+		list = append(list, fmt.Sprintf(".d%d", i))
+	}
+	if bad := checkUserState(list); len(bad) != 1 || !strings.Contains(bad[64], "more than 64 paths") {
+		t.Errorf("65 paths: %v", bad)
+	}
+	if bad := checkUserState(list[:64]); len(bad) != 0 {
+		t.Errorf("64 paths: %v", bad)
+	}
+}
