@@ -1,6 +1,10 @@
 package workspace
 
 import (
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,6 +63,75 @@ func TestPlanStop(t *testing.T) {
 	for _, c := range cases {
 		if got := planStop(c.v, c.running, c.jobs, now); got != c.want {
 			t.Errorf("%s: plan = %+v\nwant %+v", c.name, got, c.want)
+		}
+	}
+}
+
+// topEngine answers ContainerTop only: each call waits for release (or its
+// context), and the calls in flight are counted.
+type topEngine struct {
+	dockerAPI
+	release           chan struct{}
+	inflight, maxSeen atomic.Int32
+	noDeadline        atomic.Bool // a call came without a deadline within jobsTimeout
+}
+
+func (f *topEngine) ContainerTop(ctx context.Context, id string, _ []string) (container.TopResponse, error) {
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > jobsTimeout {
+		f.noDeadline.Store(true)
+	}
+	n := f.inflight.Add(1)
+	defer f.inflight.Add(-1)
+	for {
+		m := f.maxSeen.Load()
+		if n <= m || f.maxSeen.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	select {
+	case <-f.release:
+	case <-ctx.Done():
+		return container.TopResponse{}, ctx.Err()
+	}
+	return container.TopResponse{Titles: []string{"PID", "ELAPSED", "COMMAND"}, Processes: [][]string{{"7", "1", "sleep " + id}}}, nil
+}
+
+// Jobs asks the engine for at most jobsParallel containers at once, each
+// call bounded by jobsTimeout, and answers for every container.
+func TestJobsBounded(t *testing.T) {
+	f := &topEngine{release: make(chan struct{})}
+	m := fakeManager(t, f, nil, nil)
+	var ids []string
+	for i := range 3 * jobsParallel {
+		ids = append(ids, "c"+strconv.Itoa(i))
+	}
+	got := make(chan map[string]JobList, 1)
+	go func() { got <- m.Jobs(context.Background(), ids) }()
+	waitFor(t, 10*time.Second, "calls in flight", func() bool { return f.inflight.Load() == jobsParallel })
+	time.Sleep(100 * time.Millisecond) // room for calls beyond the bound, if any
+	close(f.release)
+	res := <-got
+	if n := f.maxSeen.Load(); n != jobsParallel {
+		t.Errorf("%d calls at once, want %d", n, jobsParallel)
+	}
+	if f.noDeadline.Load() {
+		t.Error("a process list without its own deadline")
+	}
+	for _, id := range ids {
+		if jl := res[id]; jl.Err != nil || len(jl.Jobs) != 1 || jl.Jobs[0].Command != "sleep "+id {
+			t.Errorf("%s: %+v", id, jl)
+		}
+	}
+
+	// A caller's context that ends: every container is answered, with
+	// the error, and none waits for a turn.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f.release = make(chan struct{}) // never released
+	res = m.Jobs(ctx, ids)
+	for _, id := range ids {
+		if jl := res[id]; !errors.Is(jl.Err, context.Canceled) {
+			t.Errorf("%s after cancel: %+v", id, jl)
 		}
 	}
 }
