@@ -32,12 +32,16 @@ type JobList struct {
 
 // Bounds of a jobs listing: each container's process list is one engine
 // call, made for at most jobsParallel containers at once and cut after
-// jobsTimeout, so the listing of a host with many containers (or a stuck
-// one) stays bounded in time.
+// jobsTimeout, and the whole listing ends after jobsBudget (the containers
+// not asked by then are answered with the error), so the listing of a host
+// with many containers, or a stuck engine, stays well within the admin
+// API's time.
 const (
 	jobsParallel = 4
 	jobsTimeout  = 5 * time.Second
 )
+
+var jobsBudget = 10 * time.Second // a variable for the test of the budget
 
 // jobsPSArgs is the ps format asked of the engine: the host PID, the age in
 // seconds, and the command line (last, as it holds spaces).
@@ -45,8 +49,10 @@ var jobsPSArgs = []string{"-o", "pid,etimes,args"}
 
 // Jobs lists the jobs of each container in ids (running ones; IDs or
 // names), keyed as given. The calls run concurrently, at most jobsParallel
-// at once, each within jobsTimeout and ctx.
+// at once, each within jobsTimeout, all within jobsBudget and ctx.
 func (m *Manager) Jobs(ctx context.Context, ids []string) map[string]JobList {
+	ctx, cancel := context.WithTimeout(ctx, jobsBudget)
+	defer cancel()
 	out := make(map[string]JobList, len(ids))
 	var mu sync.Mutex
 	var wg sync.WaitGroup

@@ -135,3 +135,25 @@ func TestJobsBounded(t *testing.T) {
 		}
 	}
 }
+
+// The whole listing ends within jobsBudget, though every call hangs: the
+// containers not answered by then get the error.
+func TestJobsBudget(t *testing.T) {
+	old := jobsBudget
+	jobsBudget = 200 * time.Millisecond
+	t.Cleanup(func() { jobsBudget = old })
+	f := &topEngine{release: make(chan struct{})} // never released
+	m := fakeManager(t, f, nil, nil)
+	ids := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i"}
+	start := time.Now()
+	res := m.Jobs(context.Background(), ids)
+	// Well under jobsTimeout, which alone would take three rounds of it.
+	if d := time.Since(start); d >= jobsTimeout {
+		t.Errorf("listing took %v", d)
+	}
+	for _, id := range ids {
+		if jl := res[id]; !errors.Is(jl.Err, context.DeadlineExceeded) {
+			t.Errorf("%s: %+v", id, jl)
+		}
+	}
+}
