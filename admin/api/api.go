@@ -57,10 +57,9 @@ type ContainerInfo struct {
 
 // ContainerConn is a client connection into a container.
 type ContainerConn struct {
-	Conn       string    `json:"conn"` // the connection's ID, "c<N>" as `sygctl sessions` shows it
-	User       string    `json:"user"`
-	RemoteAddr string    `json:"remote_addr"`
-	Started    time.Time `json:"started"`
+	Conn       string `json:"conn"` // the connection's ID, "c<N>" as `sygctl sessions` shows it
+	User       string `json:"user"`
+	RemoteAddr string `json:"remote_addr"`
 	// LastActive is its latest channel traffic, or when its last channel
 	// closed; IdleSeconds is the time since, when the server answered.
 	LastActive  time.Time `json:"last_activity"`

@@ -19,8 +19,22 @@ func TestJSONFieldNames(t *testing.T) {
 	}{
 		{api.Status{Version: "v1", Started: tm, LiveSessions: 2},
 			`{"version":"v1","started":"2026-12-01T10:00:00Z","live_sessions":2}`},
-		{api.ContainerInfo{Name: "n", Project: "p", User: "u", State: "running", Image: "i", Created: tm, UpToDate: true, Sessions: 3},
-			`{"name":"n","project":"p","user":"u","state":"running","image":"i","created":"2026-12-01T10:00:00Z","up_to_date":true,"sessions":3}`},
+		{api.ContainerInfo{Name: "n", Project: "p", User: "u", State: "running", Image: "i", Created: tm, UpToDate: true, Sessions: 3,
+			Connections:  []api.ContainerConn{{Conn: "c1", User: "u", RemoteAddr: "a", LastActive: tm, IdleSeconds: 9, Channels: 2}},
+			Forwards:     []api.ContainerForward{{Session: "4", Conn: "c1", User: "u", Kind: "direct-tcpip", Target: "127.0.0.1:80", LastActive: tm}},
+			Jobs:         []api.ContainerJob{{PID: 8, Command: "sleep 9", AgeSeconds: &i64}},
+			JobsError:    "e",
+			GPUProcesses: []api.ContainerGPUProcess{{GPU: 1, UUID: "GPU-1", PID: 8, UsedMemory: &u64, Command: "sleep 9"}},
+			Stop:         api.ContainerStop{Status: api.StopScheduled, At: &tm, IdleStopSeconds: 7200, IdleSince: &tm, Rechecked: true}},
+			`{"name":"n","project":"p","user":"u","state":"running","image":"i","created":"2026-12-01T10:00:00Z","up_to_date":true,"sessions":3,` +
+				`"connections":[{"conn":"c1","user":"u","remote_addr":"a","last_activity":"2026-12-01T10:00:00Z","idle_seconds":9,"channels":2}],` +
+				`"forwards":[{"session":"4","conn":"c1","user":"u","kind":"direct-tcpip","target":"127.0.0.1:80","last_activity":"2026-12-01T10:00:00Z"}],` +
+				`"jobs":[{"pid":8,"command":"sleep 9","age_seconds":9}],"jobs_error":"e",` +
+				`"gpu_processes":[{"gpu":1,"uuid":"GPU-1","pid":8,"used_memory_bytes":5,"command":"sleep 9"}],` +
+				`"stop":{"status":"scheduled","at":"2026-12-01T10:00:00Z","idle_stop_seconds":7200,"idle_since":"2026-12-01T10:00:00Z","rechecked":true}}`},
+		{api.ContainerInfo{Stop: api.ContainerStop{Status: api.StopNever}},
+			`{"name":"","project":"","user":"","state":"","image":"","created":"0001-01-01T00:00:00Z","up_to_date":false,"sessions":0,` +
+				`"connections":null,"forwards":null,"jobs":null,"gpu_processes":null,"stop":{"status":"never","idle_stop_seconds":0}}`},
 		{api.GPUReport{Available: true, Message: "m", Driver: "d", GPUs: []api.GPUInfo{{
 			Index: 1, UUID: "GPU-1", Name: "H200", MemoryTotal: &u64, MemoryUsed: &u64, Utilization: &u32, Temperature: &u32,
 			MIGMode: "disabled", Health: "healthy", HealthReason: "r", Unknown: []string{"x"},

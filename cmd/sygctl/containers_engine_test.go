@@ -68,7 +68,9 @@ func TestLaunchSessionIsNotIdleStopped(t *testing.T) {
 	// sygctl containers, against an admin API on this manager.
 	sock := filepath.Join(testenv.ShortTempDir(t), "admin.sock")
 	serveAdmin(t, &admin.Server{Sessions: admin.FromRegistry(sessions.NewRegistry(nil)), Containers: bind.AdminContainers(m), Version: "test"}, sock)
+	start := time.Now()
 	code, out, errs := runAdmin(t, cmdContainers, "--socket", sock, "--json")
+	t.Logf("sygctl containers --json took %v", time.Since(start).Round(time.Millisecond))
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -100,6 +102,7 @@ func TestLaunchSessionIsNotIdleStopped(t *testing.T) {
 		t.Errorf("stop = %+v, want postponed", c.Stop)
 	}
 	code, out, _ = runAdmin(t, cmdContainers, "--socket", sock)
+	t.Logf("sygctl containers:\n%s", out)
 	row, _, _ := strings.Cut(out[strings.Index(out, "\n"+name+" ")+1:], "\n"+"sygaldry-")
 	if code != 0 || !strings.Contains(row, "stop postponed: "+plural(len(c.Jobs), "job")+" running") ||
 		!strings.Contains(row, "\n    job "+strconv.Itoa(shell.PID)+" ") {
