@@ -82,19 +82,24 @@ func (m *Manager) Jobs(ctx context.Context, ids []string) map[string]JobList {
 	return out
 }
 
-// jobs lists one container's jobs with their ages. An answer without the
-// columns asked for (a ps that ignores -o) gets the idle stop's own listing
-// (userProcesses), without ages.
+// jobs lists one container's jobs with their ages. An engine whose ps
+// refuses the format, or ignores it, gets the idle stop's own question
+// (ps's default columns, userCommands), and the jobs come without ages.
 func (m *Manager) jobs(ctx context.Context, id string) JobList {
 	top, err := m.api.ContainerTop(ctx, id, jobsPSArgs)
-	if err != nil {
+	if err == nil {
+		if jobs, ok := parseJobs(top); ok {
+			return JobList{Jobs: jobs}
+		}
+	}
+	if ctx.Err() != nil {
+		return JobList{Err: ctx.Err()}
+	}
+	if top, err = m.api.ContainerTop(ctx, id, nil); err != nil {
 		return JobList{Err: err}
 	}
-	if jobs, ok := parseJobs(top); ok {
-		return JobList{Jobs: jobs}
-	}
 	var jobs []Job
-	for _, cmd := range m.userProcesses(ctx, id) {
+	for _, cmd := range userCommands(top) {
 		jobs = append(jobs, Job{Command: cmd})
 	}
 	return JobList{Jobs: jobs}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -155,5 +156,32 @@ func TestJobsBudget(t *testing.T) {
 		if jl := res[id]; !errors.Is(jl.Err, context.DeadlineExceeded) {
 			t.Errorf("%s: %+v", id, jl)
 		}
+	}
+}
+
+// psEngine answers ContainerTop like an engine whose ps knows only its
+// default columns (busybox): the format Jobs asks for is refused.
+type psEngine struct{ dockerAPI }
+
+func (psEngine) ContainerTop(_ context.Context, id string, args []string) (container.TopResponse, error) {
+	if id != "c1" {
+		return container.TopResponse{}, errors.New("no such container: " + id)
+	}
+	if len(args) > 0 {
+		return container.TopResponse{}, errors.New("ps: unrecognized option: o")
+	}
+	return container.TopResponse{Titles: []string{"UID", "PID", "CMD"}, Processes: [][]string{
+		{"1000", "1", AgentTarget}, {"1000", "9", "sleep 30"},
+	}}, nil
+}
+
+func TestJobsWithoutAges(t *testing.T) {
+	m := fakeManager(t, psEngine{}, nil, nil)
+	res := m.Jobs(context.Background(), []string{"c1", "gone"})
+	if jl := res["c1"]; jl.Err != nil || len(jl.Jobs) != 1 || jl.Jobs[0].Command != "sleep 30" || jl.Jobs[0].AgeKnown {
+		t.Errorf("c1: %+v", jl)
+	}
+	if jl := res["gone"]; jl.Err == nil || !strings.Contains(jl.Err.Error(), "no such container") {
+		t.Errorf("gone: %+v", jl)
 	}
 }
