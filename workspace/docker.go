@@ -6,6 +6,7 @@ import (
 
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/system"
@@ -36,6 +37,9 @@ type dockerAPI interface {
 	NetworkInspect(ctx context.Context, id string, options network.InspectOptions) (network.Inspect, error)
 	NetworkRemove(ctx context.Context, id string) error
 	NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error)
+
+	// Containers started by others (idle.go's WatchStarts).
+	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
 }
 
 var _ dockerAPI = (*client.Client)(nil)

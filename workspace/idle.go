@@ -7,6 +7,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 )
 
@@ -146,6 +147,58 @@ func (m *Manager) RestoreIdle(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// WatchStarts arms the idle timer of every managed container the engine
+// starts that this manager does not track yet (one `sygctl launch` started
+// while the gateway runs: launch has no timer of its own), until ctx ends.
+// One it tracks keeps its timer. A broken event stream is opened again
+// after a pause.
+func (m *Manager) WatchStarts(ctx context.Context) {
+	f := filters.NewArgs(filters.Arg("type", "container"), filters.Arg("event", "start"),
+		filters.Arg("label", LabelManaged+"=true"))
+	for k, v := range m.opts.Labels {
+		f.Add("label", k+"="+v) // only this manager's containers (tests share an engine)
+	}
+	for ctx.Err() == nil {
+		msgs, errs := m.api.Events(ctx, events.ListOptions{Filters: f})
+	stream:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e := <-msgs:
+				a := e.Actor.Attributes
+				name := strings.TrimPrefix(a["name"], "/")
+				if name != "" && name == ContainerName(a[LabelProject], a[LabelUser]) {
+					m.armUntracked(name)
+				}
+			case err := <-errs:
+				if ctx.Err() == nil {
+					m.log.Warn("engine events lost; containers started by others get no idle timer until they are seen again", "err", err)
+				}
+				break stream
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// armUntracked arms a full idle period for container name unless the
+// manager already tracks it (a use, or a timer armed).
+func (m *Manager) armUntracked(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.uses[name]; ok || m.closed {
+		return
+	}
+	u := m.useLocked(name)
+	m.idleSince[name] = time.Now()
+	m.armIdleLocked(name, u)
+	m.log.Info("idle timer armed for a container started outside the gateway", "container", name, "idle_stop", m.opts.IdleStop)
 }
 
 // idleStop stops container name if nobody acquired it since the timer of

@@ -43,3 +43,28 @@ func TestRestoreIdleAfterRestart(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "container of the old gateway stopped when idle", func() bool { return !r.inspect(inst.ID).State.Running })
 }
+
+// A container started by someone else while the gateway runs (sygctl
+// launch, which arms no timer) gets the gateway's idle timer from the
+// engine's start event, and is stopped when idle.
+func TestWatchStartsArmsContainersStartedElsewhere(t *testing.T) {
+	r := newRig(t, func(o *Options) { o.IdleStop = 400 * time.Millisecond })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.m.WatchStarts(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	launch := r.opts
+	launch.IdleStop, launch.KeepRunning = 0, true // what sygctl launch sets
+	other, err := NewManager(launch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	time.Sleep(200 * time.Millisecond) // the event stream is open
+	inst, err := other.Ensure(context.Background(), r.project(), "alice", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "container started elsewhere stopped when idle", func() bool { return !r.inspect(inst.ID).State.Running })
+}

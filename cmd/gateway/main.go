@@ -128,6 +128,12 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	if err := mgr.RestoreLeases(context.Background()); err != nil {
 		log.Warn("GPU leases not read back from the running containers; they are at the first login that needs GPUs", "err", err)
 	}
+	// Containers started while the gateway runs by someone else (sygctl
+	// launch) get an idle timer too; stopped before mgr.Close.
+	startsCtx, stopStarts := context.WithCancel(context.Background())
+	starts := make(chan struct{})
+	go func() { defer close(starts); mgr.WatchStarts(startsCtx) }()
+	defer func() { stopStarts(); <-starts }()
 	if n, err := mgr.RestoreIdle(context.Background()); err != nil {
 		log.Warn("idle timers not armed for the running containers; each is armed at its next use", "err", err)
 	} else if n > 0 {
