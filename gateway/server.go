@@ -62,6 +62,17 @@ type Containers interface {
 	Release(name string)
 }
 
+// Sessions is what the gateway needs from the session registry
+// (sessions.Registry): every authenticated connection and every channel is
+// recorded for its life, and a shutdown ends what is left.
+type Sessions interface {
+	AddConn(in sessions.Info, kill context.CancelCauseFunc) *sessions.Session
+	EndConn(s *sessions.Session)
+	Add(in sessions.Info, cancel context.CancelCauseFunc) *sessions.Session
+	End(s *sessions.Session, reason string)
+	CancelAll(cause error)
+}
+
 // Target is a running container, the host path of its agent socket, and
 // what proves that the process answering there is that container's agent.
 type Target struct {
@@ -77,9 +88,9 @@ type Options struct {
 	// decision: new connections, channels and requests.
 	Config     *config.Live
 	Containers Containers
-	Sessions   *sessions.Registry // nil: a registry without history
-	Logger     *slog.Logger       // nil: slog.Default()
-	Metrics    *Metrics           // nil: no metrics
+	Sessions   Sessions     // nil: a registry without history
+	Logger     *slog.Logger // nil: slog.Default()
+	Metrics    *Metrics     // nil: no metrics
 	// NoFDPass keeps the bytes on the link instead of taking the agent's
 	// descriptors (internal/fdpass); for comparisons and tests.
 	NoFDPass bool
@@ -92,7 +103,7 @@ type Options struct {
 type Server struct {
 	live       *config.Live
 	containers Containers
-	sessions   *sessions.Registry
+	sessions   Sessions
 	logger     *slog.Logger
 	metrics    *Metrics
 	noFDPass   bool
