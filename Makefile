@@ -6,7 +6,7 @@ DEV_IMAGE ?= sygaldry/zephyr:dev
 # without this every fresh build of package gpu prints a page of warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: all build run test test-short test-race fuzz-short check bench depgraph gpu-check clean
+.PHONY: all build run test test-short test-race fuzz-short check bench depgraph gpu-check k8s-cluster clean
 
 all: build
 
@@ -66,6 +66,13 @@ gpu-check:
 	cp scripts/gpu-check.sh out/gpu-check/
 	cp container/validation/validate_cuda.sh container/validation/validate_torch.py container/validation/validate_jax.py out/gpu-check/validation/
 	@echo "out/gpu-check: copy it to a GPU machine and run: bash gpu-check.sh"
+
+# A real single-node Kubernetes 1.34 on loopback for the kubernetes backend's
+# tests (test/k8s/README.md): built from Go's cache after the first time,
+# started, and waited for until its node is Ready; it prints KUBECONFIG=...
+# `bash test/k8s/cluster.sh down` stops it.
+k8s-cluster:
+	bash test/k8s/cluster.sh up
 
 depgraph:
 	$(GO) run ./cmd/spack-depgraph -o pkg/zephyr/DEPENDENCY_GRAPH.md pkg/zephyr/spack.lock
