@@ -287,6 +287,7 @@ EOF
 
 import_image() {
 	local ref=$1
+	docker image inspect "$ref" >/dev/null 2>&1 || die "image $ref is not in Docker: build or load it first"
 	log "importing $ref"
 	docker save "$ref" | ctr_ images import --snapshotter native - >/dev/null ||
 		die "importing $ref into the cluster's containerd failed"
@@ -320,6 +321,9 @@ up() {
 		down
 	fi
 	mkdir -p "$S/pids" "$S/logs"
+	# An up that fails half-way leaves nothing running: its logs are kept
+	# in $S.failed and the rest is taken down.
+	trap up_failed EXIT
 	pki
 	configs
 
@@ -372,8 +376,19 @@ up() {
 	wait_for kubelet 120 kctl wait --for=condition=Ready node/localhost --timeout=2s
 	wait_for kube-controller-manager 60 kctl -n default get serviceaccount default
 	wait_for kube-scheduler 60 curl -sfk "https://127.0.0.1:$SCHED_PORT/healthz"
+	trap - EXIT
 	log "node Ready $((SECONDS - tb))s after the build ($((SECONDS - t0))s in all)"
 	env_
+}
+
+up_failed() {
+	local rc=$?
+	trap - EXIT
+	rm -rf "$S.failed"
+	cp -r "$S/logs" "$S.failed" 2>/dev/null || true
+	log "up failed: logs kept in $S.failed; taking down what started"
+	down || true
+	exit "$rc"
 }
 
 # The kubelet and containerd write a few things outside the state directory
@@ -521,6 +536,7 @@ down() {
 }
 
 env_() {
+	[ -f "$S/admin.kubeconfig" ] || die "no cluster at $S (cluster.sh up first)"
 	echo "KUBECONFIG=$S/admin.kubeconfig"
 	echo "SYGALDRY_K8S_BIN=$BIN"
 }
