@@ -69,8 +69,9 @@ prereqs() {
 	need openssl openssl
 	need curl curl
 	need ip iproute2
-	[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] ||
+	if ! { [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ]; }; then
 		die "CNI plugins missing in /usr/lib/cni (apt-get install containernetworking-plugins)"
+	fi
 	command -v go >/dev/null || die "go not found"
 	docker info >/dev/null 2>&1 || die "the Docker engine is not running (images are imported from it)"
 }
@@ -519,6 +520,7 @@ down() {
 	done
 	# Every mount under the state directory, deepest first.
 	local m
+	# shellcheck disable=SC2013 # the state directory's paths have no blanks
 	for m in $(awk -v s="$S/" 'index($5, s) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
 	done

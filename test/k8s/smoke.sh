@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# "cond && ok ... || fail ..." is this script's idiom: ok only prints, so
+# fail runs exactly when cond is false. Network namespace names are plain.
+# shellcheck disable=SC2015,SC2012
 # The test cluster's proof, rerunnable: cluster.sh up, a pod of the
 # debootstrap test image runs, kubectl exec works (output, exit code, stdin),
 # the node advertises nvidia.com/gpu: 2, two pods asking for one GPU each run
