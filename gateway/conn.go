@@ -46,7 +46,10 @@ type connState struct {
 	target   Target
 	acquired bool
 	linkDone chan struct{} // closed when the link connection ends
-	chans    channelCount
+	// agentChans are the link's channel-open queues for the channels the
+	// agent opens, from dial until getLink starts serving them.
+	agentChans []<-chan gossh.NewChannel
+	chans      channelCount
 
 	// life is the parent of every channel's context. end cancels it with a
 	// cause its users are told (revoked access, admin kill, panic); it is
@@ -282,10 +285,16 @@ func (st *connState) getLink(ctx context.Context, progress io.Writer) (*gossh.Cl
 		if err == nil {
 			st.link, st.fds, st.target = l, fds, t
 			st.linkDone = make(chan struct{})
-			linkDone := st.linkDone
+			linkDone, agentChans := st.linkDone, st.agentChans
+			st.agentChans = nil
+			// One goroutine for the link's life: it serves the channels
+			// the agent opens until the link closes, then marks it done.
+			st.s.wg.Add(1)
 			go func() {
+				defer st.s.wg.Done()
 				defer st.recoverPanic("link")
 				defer close(linkDone)
+				st.serveAgentChannels(t, agentChans) // returns once the link is gone
 				l.Wait()
 				if fds != nil {
 					fds.Close()
@@ -357,11 +366,7 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 	for _, typ := range []string{"forwarded-tcpip", "forwarded-streamlocal@openssh.com", "auth-agent@openssh.com"} {
 		agentChans = append(agentChans, l.HandleChannelOpen(typ), l.HandleChannelOpen(fdpass.ForwardedVariant(typ)))
 	}
-	st.s.wg.Add(1)
-	go func() {
-		defer st.s.wg.Done()
-		st.serveAgentChannels(t, agentChans) // until the link closes
-	}()
+	st.agentChans = agentChans // served by getLink's link goroutine
 	st.log.Debug("link up", "container", t.Name, "descriptors", fds != nil)
 	return l, fds, t, nil
 }

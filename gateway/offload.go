@@ -33,7 +33,7 @@ type offload struct {
 	drain time.Duration // pty output after the exit, like the agent's PTYDrain
 
 	p           *pipe
-	outWG       *sync.WaitGroup
+	outWG       *countdown
 	linkOutputs func() // starts the copies of the link channel's output
 
 	settleOnce sync.Once
@@ -63,7 +63,7 @@ func newOffload(fds *link.FDs, id uint64, log *slog.Logger) *offload {
 
 // start binds o to its pipe; outWG already counts o's pending outputs.
 // linkOutputs is what runs instead when no descriptors come.
-func (o *offload) start(p *pipe, outWG *sync.WaitGroup, linkOutputs func()) {
+func (o *offload) start(p *pipe, outWG *countdown, linkOutputs func()) {
 	o.p, o.outWG, o.linkOutputs = p, outWG, linkOutputs
 }
 

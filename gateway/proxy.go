@@ -65,8 +65,16 @@ func (p *pipe) run(ctx context.Context) {
 	var eofOnce sync.Once
 	sendEOF := func() { eofOnce.Do(func() { p.client.CloseWrite() }) }
 
-	// agent → client: stdout and stderr, to the end.
-	var outWG sync.WaitGroup
+	// agent → client: stdout and stderr, to the end. The last output copy
+	// to finish marks the output done (no goroutine waits for them).
+	outWG := &countdown{fn: func() {
+		close(outDone)
+		if !p.session {
+			// A forwarded connection is half-closed at once: the other
+			// direction may still be talking.
+			sendEOF()
+		}
+	}}
 	linkOutputs := func() {
 		outWG.Add(2)
 		go func() {
@@ -84,22 +92,10 @@ func (p *pipe) run(ctx context.Context) {
 		// is not done. A session with descriptors never reads the link's
 		// (empty) data, which saves two goroutines and their buffers.
 		outWG.Add(1)
-		p.off.start(p, &outWG, linkOutputs)
+		p.off.start(p, outWG, linkOutputs)
 	} else {
 		linkOutputs()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer p.recoverPanic("output drain")
-		outWG.Wait()
-		close(outDone)
-		if !p.session {
-			// A forwarded connection is half-closed at once: the other
-			// direction may still be talking.
-			sendEOF()
-		}
-	}()
 
 	// client → agent: stdin until the client's EOF, then half-close. With
 	// descriptors, stdin goes to the process's stdin or terminal instead.
@@ -242,6 +238,23 @@ func (p *pipe) run(ctx context.Context) {
 		p.off.close()
 	}
 	wg.Wait()
+	<-outDone
+}
+
+// countdown is a WaitGroup whose waiter is a callback: fn runs once, in the
+// goroutine whose Done brings the count back to zero. As with a WaitGroup,
+// every Add happens before the Done it balances.
+type countdown struct {
+	n  atomic.Int64
+	fn func()
+}
+
+func (c *countdown) Add(d int) { c.n.Add(int64(d)) }
+
+func (c *countdown) Done() {
+	if c.n.Add(-1) == 0 {
+		c.fn()
+	}
 }
 
 // closedChannelDrain bounds the delivery of what a forward's client sent
