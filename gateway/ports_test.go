@@ -53,6 +53,9 @@ func TestPortsListedAndPastedLineForwards(t *testing.T) {
 	if found.Process != "python3" || found.SSH != want {
 		t.Fatalf("port 8777 listed as %+v, want process python3 and %q", found, want)
 	}
+	if r := sshtest.Run(t, c.SSH(ctx, "sygaldry ports"), nil); r.Code != 0 || !strings.Contains(r.Stdout, "8777 python3") || !strings.Contains(r.Stdout, want) {
+		t.Errorf("sygaldry ports: %v", r)
+	}
 
 	// The banner of an interactive login; never on exec.
 	r := sshtest.Run(t, c.SSH(ctx, "-tt"), []byte("exit\n"))
@@ -61,6 +64,9 @@ func TestPortsListedAndPastedLineForwards(t *testing.T) {
 	}
 	if r := sshtest.Run(t, c.SSH(ctx, "true"), nil); strings.Contains(r.Stdout+r.Stderr, "8777") {
 		t.Errorf("an exec session shows the ports: %v", r)
+	}
+	if r := sshtest.Run(t, c.SSH(ctx, "-tt", "--", "true"), nil); strings.Contains(r.Stdout+r.Stderr, "8777") {
+		t.Errorf("an exec session with a pty shows the ports: %v", r)
 	}
 
 	// Paste the line: ssh -L 8777:localhost:8777 -p PORT PROJECT@HOST.
