@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,43 +24,21 @@ import (
 // removes bob's key ends bob's tunnel and his shell, which shows one line
 // saying why.
 func TestDaemonConnectionsKilledAndRevoked(t *testing.T) {
-	sshtest.Require(t, "ssh")
-	image := testenv.Image(t)
-	agentBin := testenv.AgentBinary(t)
-	docker := testenv.Docker(t)
-	dir := testenv.ShortTempDir(t)
-	bin := testenv.Binary(t, "./cmd/gateway", "sygaldry-gateway")
-	sygctl := testenv.Binary(t, "./cmd/sygctl", "sygctl")
+	e := newDaemonEnv(t, "d")
+	dir, bin, sygctl, project, port, sock, cfgPath := e.dir, e.bin, e.sygctl, e.project, e.port, e.sock, e.cfgPath
 	alice := sshtest.NewKey(t, dir, "alice")
 	bob := sshtest.NewKey(t, dir, "bob")
 	bobNext := sshtest.NewKey(t, dir, "bob-next")
-	project := testenv.UniqueName("d")
-	port := freePort(t)
-	sock := filepath.Join(dir, "admin.sock")
 	doc := func(bobKey string) string {
-		return fmt.Sprintf(`[server]
-listen = "127.0.0.1:%d"
-state_dir = %q
-admin_socket = %q
-agent_path = %q
-[docker]
-storage_root = %q
-[defaults]
-image = %q
-gpus = "none"
-[projects.%s]
+		return e.config("", "", fmt.Sprintf(`[projects.%s]
 members = ["alice", "bob"]
 [users.alice]
 keys = [%q]
 [users.bob]
 keys = [%q]
-`, port, filepath.Join(dir, "state"), sock, agentBin, filepath.Join(dir, "storage"), image, project, alice.Authorized, bobKey)
+`, project, alice.Authorized, bobKey))
 	}
-	cfgPath := filepath.Join(dir, "gateway.toml")
-	if err := os.WriteFile(cfgPath, []byte(doc(bob.Authorized)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { testenv.RemoveLabelledProject(t, docker, project) })
+	e.write(t, doc(bob.Authorized))
 
 	gw, logs, _ := startDaemon(t, bin, cfgPath, port)
 

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
-	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/workspace"
 )
 
@@ -25,39 +22,15 @@ import (
 // container), the server among the jobs, and "in use"; once the client
 // is gone, when the idle stop will stop the container.
 func TestDaemonContainersExplained(t *testing.T) {
-	sshtest.Require(t, "ssh")
-	image := testenv.Image(t)
-	agentBin := testenv.AgentBinary(t)
-	docker := testenv.Docker(t)
-	dir := testenv.ShortTempDir(t)
-	bin := testenv.Binary(t, "./cmd/gateway", "sygaldry-gateway")
-	sygctl := testenv.Binary(t, "./cmd/sygctl", "sygctl")
-	alice := sshtest.NewKey(t, dir, "alice")
-	project := testenv.UniqueName("w")
-	port := freePort(t)
-	sock := filepath.Join(dir, "admin.sock")
-	cfg := fmt.Sprintf(`[server]
-listen = "127.0.0.1:%d"
-state_dir = %q
-admin_socket = %q
-agent_path = %q
-idle_stop = "2h"
-[docker]
-storage_root = %q
-[defaults]
-image = %q
-gpus = "none"
-[projects.%s]
+	e := newDaemonEnv(t, "w")
+	project, port, sock, sygctl := e.project, e.port, e.sock, e.sygctl
+	alice := sshtest.NewKey(t, e.dir, "alice")
+	e.write(t, e.config(`idle_stop = "2h"`, "", fmt.Sprintf(`[projects.%s]
 members = ["alice"]
 [users.alice]
 keys = [%q]
-`, port, filepath.Join(dir, "state"), sock, agentBin, filepath.Join(dir, "storage"), image, project, alice.Authorized)
-	cfgPath := filepath.Join(dir, "gateway.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { testenv.RemoveLabelledProject(t, docker, project) })
-	startDaemon(t, bin, cfgPath, port)
+`, project, alice.Authorized)))
+	startDaemon(t, e.bin, e.cfgPath, port)
 	name := workspace.ContainerName(project, "alice")
 
 	containers := func() (api.ContainerInfo, string) {

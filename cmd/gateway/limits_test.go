@@ -5,54 +5,31 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sygaldry/sygaldry/internal/sshtest"
-	"github.com/sygaldry/sygaldry/internal/testenv"
 )
 
 // SIGHUP with a new memory limit updates the running container in place:
 // the same container ID, the new limit in the engine and in the kernel, and
 // the session that was running all along still running.
 func TestReloadUpdatesContainerLimits(t *testing.T) {
-	sshtest.Require(t, "ssh")
-	image := testenv.Image(t)
-	agentBin := testenv.AgentBinary(t)
-	docker := testenv.Docker(t)
-	dir := testenv.ShortTempDir(t)
-	bin := testenv.Binary(t, "./cmd/gateway", "sygaldry-gateway")
-	alice := sshtest.NewKey(t, dir, "alice")
-	project := testenv.UniqueName("l")
-	port := freePort(t)
+	e := newDaemonEnv(t, "l")
+	docker, bin, project, port, cfgPath := e.docker, e.bin, e.project, e.port, e.cfgPath
+	alice := sshtest.NewKey(t, e.dir, "alice")
 	doc := func(memory string) string {
-		return fmt.Sprintf(`[server]
-listen = "127.0.0.1:%d"
-state_dir = %q
-admin_socket = %q
-agent_path = %q
-[docker]
-storage_root = %q
-[defaults]
-image = %q
-gpus = "none"
-memory = "512m"
-[projects.%s]
+		return e.config("", `memory = "512m"`, fmt.Sprintf(`[projects.%s]
 members = ["alice"]
 memory = %q
 pids_limit = 500
 [users.alice]
 keys = [%q]
-`, port, filepath.Join(dir, "state"), filepath.Join(dir, "admin.sock"), agentBin, filepath.Join(dir, "storage"), image, project, memory, alice.Authorized)
+`, project, memory, alice.Authorized))
 	}
-	cfgPath := filepath.Join(dir, "gateway.toml")
-	if err := os.WriteFile(cfgPath, []byte(doc("256m")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { testenv.RemoveLabelledProject(t, docker, project) })
+	e.write(t, doc("256m"))
 
 	gw, _, _ := startDaemon(t, bin, cfgPath, port)
 

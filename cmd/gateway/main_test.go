@@ -53,43 +53,21 @@ func TestBadConfigNamesFileAndLine(t *testing.T) {
 // user logging in with the OpenSSH client, sygctl reading the admin socket,
 // Prometheus scraping metrics, SIGHUP reloading, SIGTERM stopping cleanly.
 func TestDaemonEndToEnd(t *testing.T) {
-	sshtest.Require(t, "ssh")
-	image := testenv.Image(t)
-	agentBin := testenv.AgentBinary(t)
-	docker := testenv.Docker(t)
-	dir := testenv.ShortTempDir(t)
-	bin := testenv.Binary(t, "./cmd/gateway", "sygaldry-gateway")
-	sygctl := testenv.Binary(t, "./cmd/sygctl", "sygctl")
+	e := newDaemonEnv(t, "d")
+	dir, bin, sygctl, project, port, sock, cfgPath := e.dir, e.bin, e.sygctl, e.project, e.port, e.sock, e.cfgPath
 	alice := sshtest.NewKey(t, dir, "alice")
 	bob := sshtest.NewKey(t, dir, "bob")
-	project := testenv.UniqueName("d")
-	port, metricsPort := freePort(t), freePort(t)
-	sock := filepath.Join(dir, "admin.sock")
+	metricsPort := freePort(t)
 	doc := func(members string) string {
-		return fmt.Sprintf(`[server]
-listen = "127.0.0.1:%d"
-state_dir = %q
-admin_socket = %q
-metrics_listen = "127.0.0.1:%d"
-agent_path = %q
-[docker]
-storage_root = %q
-[defaults]
-image = %q
-gpus = "none"
-[projects.%s]
+		return e.config(fmt.Sprintf(`metrics_listen = "127.0.0.1:%d"`, metricsPort), "", fmt.Sprintf(`[projects.%s]
 members = [%s]
 [users.alice]
 keys = [%q]
 [users.bob]
 keys = [%q]
-`, port, filepath.Join(dir, "state"), sock, metricsPort, agentBin, filepath.Join(dir, "storage"), image, project, members, alice.Authorized, bob.Authorized)
+`, project, members, alice.Authorized, bob.Authorized))
 	}
-	cfgPath := filepath.Join(dir, "gateway.toml")
-	if err := os.WriteFile(cfgPath, []byte(doc(`"alice"`)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { testenv.RemoveLabelledProject(t, docker, project) })
+	e.write(t, doc(`"alice"`))
 
 	gw, _, exited := startDaemon(t, bin, cfgPath, port)
 
