@@ -50,15 +50,22 @@ func findChange(t *testing.T, cs []Change, key string) Change {
 	return Change{}
 }
 
-func TestLiveReloadAppliesLiveKeysAndKeepsRestartKeys(t *testing.T) {
-	_, key := newKey(t)
-	path := filepath.Join(t.TempDir(), "gateway.toml")
+// liveFromFile writes a config (listen :2022, idle_stop 2h, one GPU) with a
+// fresh key for alice and holds it in a Live, as the gateway does at start.
+func liveFromFile(t *testing.T) (key, path string, first *Config, live *Live) {
+	t.Helper()
+	_, key = newKey(t)
+	path = filepath.Join(t.TempDir(), "gateway.toml")
 	writeConfig(t, path, liveDoc(key, "127.0.0.1:2022", "2h", "1"))
 	first, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	live := NewLive(first)
+	return key, path, first, NewLive(first)
+}
+
+func TestLiveReloadAppliesLiveKeysAndKeepsRestartKeys(t *testing.T) {
+	key, path, _, live := liveFromFile(t)
 
 	writeConfig(t, path, liveDoc(key, "127.0.0.1:2099", "15m", `"none"`))
 	changes, err := live.Reload(nil)
@@ -100,14 +107,7 @@ func TestLiveReloadAppliesLiveKeysAndKeepsRestartKeys(t *testing.T) {
 }
 
 func TestLiveReloadRefusedKeepsRunningConfig(t *testing.T) {
-	_, key := newKey(t)
-	path := filepath.Join(t.TempDir(), "gateway.toml")
-	writeConfig(t, path, liveDoc(key, "127.0.0.1:2022", "2h", "1"))
-	first, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	live := NewLive(first)
+	key, path, first, live := liveFromFile(t)
 
 	writeConfig(t, path, liveDoc(key, "127.0.0.1:2022", "2h", "1")+"\n[server]\nimagee = 1\n")
 	if _, err := live.Reload(nil); err == nil || !strings.Contains(err.Error(), path+":") {
