@@ -172,10 +172,7 @@ func (m *Manager) GPUHolders(ctx context.Context) []LeaseStatus {
 		return nil
 	}
 	m.restoreLeasesOnce(ctx)
-	f := filters.NewArgs(filters.Arg("status", "running"))
-	for k, v := range m.opts.Labels {
-		f.Add("label", k+"="+v) // only this manager's containers (tests share an engine)
-	}
+	f := m.ownFilter(filters.Arg("status", "running"))
 	running, err := m.list(ctx, f)
 	if err != nil {
 		m.log.Warn("GPU holders: list containers", "err", err)

@@ -142,10 +142,7 @@ func (m *Manager) syncLeasesErr(ctx context.Context, log *slog.Logger) (int, err
 			busy = append(busy, l.Container)
 		}
 	}
-	f := filters.NewArgs(filters.Arg("label", LabelManaged+"=true"))
-	for k, v := range m.opts.Labels {
-		f.Add("label", k+"="+v) // only this manager's containers (tests share an engine)
-	}
+	f := m.ownFilter(filters.Arg("label", LabelManaged+"=true"))
 	cs, err := m.api.ContainerList(ctx, container.ListOptions{Filters: f})
 	if err != nil {
 		return 0, err

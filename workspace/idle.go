@@ -70,6 +70,11 @@ func (m *Manager) InUse(name string) int {
 func (m *Manager) touchIdle(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.touchIdleLocked(name)
+}
+
+// touchIdleLocked is touchIdle with m.mu held.
+func (m *Manager) touchIdleLocked(name string) {
 	if u := m.useLocked(name); u.n == 0 {
 		if _, ok := m.idleSince[name]; !ok {
 			m.idleSince[name] = time.Now()
@@ -131,10 +136,7 @@ func (m *Manager) SetIdleStop(d time.Duration) {
 // a full idle_stop from now unless a connection uses it. It returns how
 // many it armed.
 func (m *Manager) RestoreIdle(ctx context.Context) (int, error) {
-	f := filters.NewArgs()
-	for k, v := range m.opts.Labels {
-		f.Add("label", k+"="+v) // only this manager's containers (tests share an engine)
-	}
+	f := m.ownFilter()
 	all, err := m.list(ctx, f)
 	if err != nil {
 		return 0, err
@@ -155,11 +157,8 @@ func (m *Manager) RestoreIdle(ctx context.Context) (int, error) {
 // One it tracks keeps its timer. A broken event stream is opened again
 // after a pause.
 func (m *Manager) WatchStarts(ctx context.Context) {
-	f := filters.NewArgs(filters.Arg("type", "container"), filters.Arg("event", "start"),
+	f := m.ownFilter(filters.Arg("type", "container"), filters.Arg("event", "start"),
 		filters.Arg("label", LabelManaged+"=true"))
-	for k, v := range m.opts.Labels {
-		f.Add("label", k+"="+v) // only this manager's containers (tests share an engine)
-	}
 	for ctx.Err() == nil {
 		msgs, errs := m.api.Events(ctx, events.ListOptions{Filters: f})
 	stream:
@@ -195,9 +194,8 @@ func (m *Manager) armUntracked(name string) {
 	if _, ok := m.uses[name]; ok || m.closed {
 		return
 	}
-	u := m.useLocked(name)
-	m.idleSince[name] = time.Now()
-	m.armIdleLocked(name, u)
+	m.idleSince[name] = time.Now() // idle from its start
+	m.touchIdleLocked(name)
 	m.log.Info("idle timer armed for a container started outside the gateway", "container", name, "idle_stop", m.opts.IdleStop)
 }
 

@@ -63,6 +63,16 @@ func (m *Manager) find(ctx context.Context, project, user string) (*found, error
 	return best, nil
 }
 
+// ownFilter is the engine filter of args plus this manager's own labels
+// (Options.Labels), so only its containers match (tests share an engine).
+func (m *Manager) ownFilter(args ...filters.KeyValuePair) filters.Args {
+	f := filters.NewArgs(args...)
+	for k, v := range m.opts.Labels {
+		f.Add("label", k+"="+v)
+	}
+	return f
+}
+
 // list returns the managed containers matching the extra filters.
 func (m *Manager) list(ctx context.Context, f filters.Args) ([]found, error) {
 	f.Add("label", LabelManaged+"=true")

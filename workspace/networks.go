@@ -12,7 +12,6 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 
 	"github.com/sygaldry/sygaldry/config"
@@ -174,10 +173,7 @@ func (m *Manager) ApplyLimits(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	f := filters.NewArgs()
-	for k, v := range m.opts.Labels {
-		f.Add("label", k+"="+v) // only this manager's containers (tests share an engine)
-	}
+	f := m.ownFilter()
 	all, err := m.list(ctx, f)
 	if err != nil {
 		return err
