@@ -46,10 +46,7 @@ type connState struct {
 	target   Target
 	acquired bool
 	linkDone chan struct{} // closed when the link connection ends
-	// agentChans are the link's channel-open queues for the channels the
-	// agent opens, from dial until getLink starts serving them.
-	agentChans []<-chan gossh.NewChannel
-	chans      channelCount
+	chans    channelCount
 
 	// life is the parent of every channel's context. end cancels it with a
 	// cause its users are told (revoked access, admin kill, panic); it is
@@ -285,10 +282,15 @@ func (st *connState) getLink(ctx context.Context, progress io.Writer) (*gossh.Cl
 		if err == nil {
 			st.link, st.fds, st.target = l, fds, t
 			st.linkDone = make(chan struct{})
-			linkDone, agentChans := st.linkDone, st.agentChans
-			st.agentChans = nil
+			linkDone := st.linkDone
 			// One goroutine for the link's life: it serves the channels
 			// the agent opens until the link closes, then marks it done.
+			// (The agent opens none before the link is handed out: they
+			// answer forwards and agent requests made on it.)
+			var agentChans []<-chan gossh.NewChannel
+			for _, typ := range []string{"forwarded-tcpip", "forwarded-streamlocal@openssh.com", "auth-agent@openssh.com"} {
+				agentChans = append(agentChans, l.HandleChannelOpen(typ), l.HandleChannelOpen(fdpass.ForwardedVariant(typ)))
+			}
 			st.s.wg.Add(1)
 			go func() {
 				defer st.s.wg.Done()
@@ -362,11 +364,6 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 		return nil, nil, Target{}, usererr.Errorf("the %s container does not answer; try again, or ask an admin to check `sygctl containers`", project)
 	}
 	fds := st.dialFDs(dctx, l, t)
-	var agentChans []<-chan gossh.NewChannel
-	for _, typ := range []string{"forwarded-tcpip", "forwarded-streamlocal@openssh.com", "auth-agent@openssh.com"} {
-		agentChans = append(agentChans, l.HandleChannelOpen(typ), l.HandleChannelOpen(fdpass.ForwardedVariant(typ)))
-	}
-	st.agentChans = agentChans // served by getLink's link goroutine
 	st.log.Debug("link up", "container", t.Name, "descriptors", fds != nil)
 	return l, fds, t, nil
 }
