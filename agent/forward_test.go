@@ -143,13 +143,23 @@ func TestTCPIPForwardPortZeroAndCancel(t *testing.T) {
 	must(t, ln.Close(), "cancel-tcpip-forward")
 	// No socket listens on exactly host:port any more. (A dial would not
 	// tell: a listener of another process or test on 0.0.0.0 may take the
-	// freed port, and a dial can connect to itself.)
-	data, err := os.ReadFile("/proc/net/tcp")
-	must(t, err, "read /proc/net/tcp")
-	for _, s := range ports.ParseNetTCP(data, false) {
-		if s.Addr.String() == host && int(s.Port) == port {
-			t.Fatalf("%s:%d still listening after cancel", host, port)
+	// freed port, and a dial can connect to itself.) The agent closed it
+	// before it replied; but a process another test forks at that moment
+	// holds a copy of every descriptor until it execs, and the kernel keeps
+	// the socket listening for those few milliseconds. A cancel that did
+	// not close it keeps it for good.
+	listening := func() bool {
+		data, err := os.ReadFile("/proc/net/tcp")
+		must(t, err, "read /proc/net/tcp")
+		for _, s := range ports.ParseNetTCP(data, false) {
+			if s.Addr.String() == host && int(s.Port) == port {
+				return true
+			}
 		}
+		return false
+	}
+	if !waitFor(2*time.Second, func() bool { return !listening() }) {
+		t.Fatalf("%s:%d still listening after cancel", host, port)
 	}
 }
 
