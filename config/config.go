@@ -22,11 +22,12 @@ import (
 
 // Config is the whole gateway configuration.
 type Config struct {
-	Server   Server              `toml:"server"`
-	Docker   Docker              `toml:"docker"`
-	Defaults Settings            `toml:"defaults"` // every project inherits these
-	Projects map[string]*Project `toml:"projects"` // keyed by project (= SSH login) name
-	Users    map[string]*User    `toml:"users"`    // keyed by user name
+	Server     Server              `toml:"server"`
+	Docker     Docker              `toml:"docker"`
+	Kubernetes Kubernetes          `toml:"kubernetes"` // the Kubernetes backend's (kube.go)
+	Defaults   Settings            `toml:"defaults"`   // every project inherits these
+	Projects   map[string]*Project `toml:"projects"`   // keyed by project (= SSH login) name
+	Users      map[string]*User    `toml:"users"`      // keyed by user name
 
 	// Path is the file the configuration was read from ("" when built in code).
 	Path string `toml:"-"`
@@ -88,6 +89,11 @@ func (c *Config) index() {
 
 // Server configures the SSH front, the admin socket and the gateway's state.
 type Server struct {
+	// Backend runs the workspaces: BackendDocker (containers on this
+	// host, [docker]) or BackendKubernetes (pods, [kubernetes]). Empty:
+	// docker.
+	Backend string `toml:"backend"`
+
 	Listen        string   `toml:"listen"`         // empty: "0.0.0.0:2222"
 	StateDir      string   `toml:"state_dir"`      // empty: /var/lib/sygaldry (host keys, history, link sockets)
 	AdminSocket   string   `toml:"admin_socket"`   // empty: /run/sygaldry/admin.sock
@@ -228,6 +234,10 @@ const (
 type Project struct {
 	Members []string `toml:"members"` // users allowed to log in as this project
 	Settings
+
+	// Kubernetes overrides a few [kubernetes] keys for this project's pods
+	// (KubeOverrides). Nil: none.
+	Kubernetes *KubeOverrides `toml:"kubernetes"`
 }
 
 // User is one [users.NAME] table.
@@ -307,6 +317,7 @@ func (c *Config) fillDefaults() {
 		d.UserState = &us
 	}
 	d.GPUMode = or(d.GPUMode, GPUExclusive)
+	c.fillKubeDefaults()
 	if c.Projects == nil {
 		c.Projects = map[string]*Project{}
 	}
@@ -330,6 +341,10 @@ type Resolved struct {
 
 	// Identities are the git identities of the members that have one.
 	Identities map[string]Identity
+
+	// Kube is [kubernetes] with the project's overrides applied (used by
+	// the Kubernetes backend only).
+	Kube KubeSettings
 }
 
 // Project returns the named project with [defaults] applied, or false when no
@@ -377,6 +392,7 @@ func (c *Config) Project(name string) (Resolved, bool) {
 	s.Workspace = o.Workspace
 	s.UserState = resolveUserState(d.UserState, o.UserState)
 	r.Identities = c.identities(r.Members)
+	r.Kube = resolveKube(c.Kubernetes, p.Kubernetes)
 	return r, true
 }
 

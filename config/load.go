@@ -109,6 +109,7 @@ func newLocator(data []byte) *locator {
 		return 1 + bytes.Count(data[:off], []byte("\n"))
 	}
 	var table []string
+	entries := map[string]int{} // array table path -> entries seen
 	for p.NextExpression() {
 		e := p.Expression()
 		switch e.Kind {
@@ -122,7 +123,17 @@ func newLocator(data []byte) *locator {
 					line = lineOf(n.Data)
 				}
 			}
-			l.set(strings.Join(table, "."), line)
+			path := strings.Join(table, ".")
+			l.set(path, line)
+			// Each [[path]] entry is "path.N", as an inline array's
+			// elements are, and its keys are under it: an error in the
+			// second [[kubernetes.tolerations]] names that entry's line.
+			if e.Kind == unstable.ArrayTable {
+				n := entries[path]
+				entries[path]++
+				table = append(table, fmt.Sprint(n))
+				l.set(strings.Join(table, "."), line)
+			}
 		case unstable.KeyValue:
 			key := append([]string(nil), table...)
 			line := 0

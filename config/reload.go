@@ -40,6 +40,12 @@ var restartKeys = []struct {
 	{"docker.host", func(c *Config) any { return &c.Docker.Host }},
 	{"docker.storage_root", func(c *Config) any { return &c.Docker.StorageRoot }},
 	{"docker.network_pool", func(c *Config) any { return &c.Docker.NetworkPool }},
+	// The Kubernetes backend's client, namespace and link are made once;
+	// the rest of [kubernetes] applies to pods made after a reload.
+	{"server.backend", func(c *Config) any { return &c.Server.Backend }},
+	{"kubernetes.kubeconfig", func(c *Config) any { return &c.Kubernetes.Kubeconfig }},
+	{"kubernetes.namespace", func(c *Config) any { return &c.Kubernetes.Namespace }},
+	{"kubernetes.link", func(c *Config) any { return &c.Kubernetes.Link }},
 }
 
 // RestartKeys lists the keys a reload cannot apply: a change to one is in

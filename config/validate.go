@@ -98,6 +98,7 @@ func (c *Config) validate() []validationError {
 	errs = append(errs, validateStartups(s)...)
 
 	validateNetworkPool(c.Docker.NetworkPool, bad)
+	c.validateKube(bad)
 	errs = append(errs, validateSettings("defaults", c.Defaults)...)
 
 	// In name order, so "belongs to both" names the pair the same way each time.
