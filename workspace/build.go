@@ -29,7 +29,7 @@ func (m *Manager) ensureImage(ctx context.Context, p config.Resolved, image stri
 	if p.Dockerfile == "" {
 		return "", userErr(ErrImageMissing, nil, "image %s is missing and no dockerfile is configured for project %s", image, p.Name)
 	}
-	unlock, err := m.locks.lock(ctx, "image\x00"+image)
+	unlock, err := m.locks.Lock(ctx, "image\x00"+image)
 	if err != nil {
 		return "", err
 	}

@@ -138,7 +138,7 @@ func (m *Manager) syncLeasesErr(ctx context.Context, log *slog.Logger) (int, err
 	seq := m.leases.Seq()
 	var busy []string
 	for _, l := range m.leases.Leases() {
-		if m.locks.held(l.Container) {
+		if m.locks.Held(l.Container) {
 			busy = append(busy, l.Container)
 		}
 	}

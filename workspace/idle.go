@@ -220,7 +220,7 @@ func (m *Manager) idleStop(name string, gen uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	// Under the container's lock, so no Ensure is half way through it.
-	unlock, err := m.locks.lock(ctx, name)
+	unlock, err := m.locks.Lock(ctx, name)
 	if err != nil {
 		m.log.Warn("idle stop: lock", "container", name, "err", err)
 		return

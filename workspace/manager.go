@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/internal/keylock"
 	"github.com/sygaldry/sygaldry/link"
 )
 
@@ -118,7 +119,7 @@ type Manager struct {
 	api    dockerAPI
 	closer io.Closer // the client NewManager opened; nil when given one
 	log    *slog.Logger
-	locks  keyedLocks // per container name and per image
+	locks  keylock.Set // per container name and per image
 
 	hostMu sync.Mutex
 	host   HostInfo   // the engine host's size, once asked (networks.go)
@@ -259,7 +260,7 @@ func (m *Manager) Ensure(ctx context.Context, p config.Resolved, user string, pr
 
 	name := ContainerName(p.Name, user)
 	log := m.log.With("container", name, "project", p.Name, "user", user)
-	unlock, err := m.locks.lock(ctx, name)
+	unlock, err := m.locks.Lock(ctx, name)
 	if err != nil {
 		return nil, err
 	}

@@ -207,7 +207,7 @@ func (m *Manager) ApplyLimits(ctx context.Context, cfg *config.Config) error {
 // applyLimitsLocked updates under the container's lock, so it does not race
 // with an Ensure that recreates it.
 func (m *Manager) applyLimitsLocked(ctx context.Context, log *slog.Logger, name, id string, lim Limits) error {
-	unlock, err := m.locks.lock(ctx, name)
+	unlock, err := m.locks.Lock(ctx, name)
 	if err != nil {
 		return err
 	}

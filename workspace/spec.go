@@ -192,11 +192,11 @@ func BuildSpec(in SpecInput) (Spec, error) {
 
 	// Configured env sorted by name, then ours, which win over a configured
 	// variable of the same name.
-	userState, err := userStatePaths(s)
+	userState, err := UserStatePaths(s)
 	if err != nil {
 		return Spec{}, err
 	}
-	own := userEnv(p.Identities[in.User], len(userState) > 0)
+	own := UserEnv(p.Identities[in.User], len(userState) > 0)
 	env := make([]string, 0, len(s.Env)+2+len(own))
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		if k == "SYGALDRY_PROJECT" || k == "SYGALDRY_USER" || (k == WorkspaceEnv && s.Workspace != "") || (k == IDECacheEnv && s.IDECache != "") ||

@@ -39,9 +39,9 @@ const usersDir = config.UsersDir
 // the home's.
 const userHome = "home"
 
-// userStatePaths returns the project's user_state, checked again (callers
+// UserStatePaths returns the project's user_state, checked again (callers
 // may build settings without config's validation).
-func userStatePaths(s config.Settings) ([]string, error) {
+func UserStatePaths(s config.Settings) ([]string, error) {
 	paths := s.UserStatePaths()
 	for i, p := range paths {
 		if msg := config.CheckUserStatePath(p); msg != "" {
@@ -56,10 +56,10 @@ func userStatePaths(s config.Settings) ([]string, error) {
 	return paths, nil
 }
 
-// userEnv is the environment a user's container gets from their identity
+// UserEnv is the environment a user's container gets from their identity
 // and, with per-user state, the shell history's place. Names listed here
 // win over the project's env.
-func userEnv(id config.Identity, history bool) []string {
+func UserEnv(id config.Identity, history bool) []string {
 	var env []string
 	if id.Name != "" {
 		env = append(env, "GIT_AUTHOR_NAME="+id.Name, "GIT_COMMITTER_NAME="+id.Name)

@@ -1,4 +1,4 @@
-package workspace
+package keylock
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 )
 
 func TestKeyedLocks(t *testing.T) {
-	var k keyedLocks
+	var k Set
 	ctx := context.Background()
 
 	// One holder per key at a time; other keys are independent.
@@ -20,7 +20,7 @@ func TestKeyedLocks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			unlock, err := k.lock(ctx, "a")
+			unlock, err := k.Lock(ctx, "a")
 			if err != nil {
 				t.Error(err)
 				return
@@ -33,7 +33,7 @@ func TestKeyedLocks(t *testing.T) {
 			unlock()
 		}()
 	}
-	unlockB, err := k.lock(ctx, "b")
+	unlockB, err := k.Lock(ctx, "b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestKeyedLocks(t *testing.T) {
 	cause := errors.New("client went away")
 	cctx, cancel := context.WithCancelCause(ctx)
 	go func() { time.Sleep(20 * time.Millisecond); cancel(cause) }()
-	if _, err := k.lock(cctx, "b"); !errors.Is(err, cause) {
+	if _, err := k.Lock(cctx, "b"); !errors.Is(err, cause) {
 		t.Errorf("err = %v, want the cause", err)
 	}
 	unlockB()

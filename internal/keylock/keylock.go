@@ -1,17 +1,18 @@
-package workspace
+// Package keylock is a mutex per key that a waiter can abandon.
+package keylock
 
 import (
 	"context"
 	"sync"
 )
 
-// keyedLocks is a mutex per key (a container name, an image reference) that
+// Set is a mutex per key (a container name, an image reference) that
 // a waiter can abandon when its context ends. Ensure holds the container's
 // lock for the whole find-create-start sequence, so concurrent first logins
 // make one container: the others wait, then find it running. Unlike
 // singleflight, every caller re-checks the engine itself, so a leader whose
 // client went away (ctx cancelled half way) leaves no waiter with its error.
-type keyedLocks struct {
+type Set struct {
 	mu sync.Mutex
 	m  map[string]*keyLock
 }
@@ -21,8 +22,8 @@ type keyLock struct {
 	refs int           // holders and waiters; the entry goes when it drops to 0
 }
 
-// lock takes key's lock, or returns ctx's error. unlock must be called once.
-func (k *keyedLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+// Lock takes key's lock, or returns ctx's error. unlock must be called once.
+func (k *Set) Lock(ctx context.Context, key string) (unlock func(), err error) {
 	k.mu.Lock()
 	if k.m == nil {
 		k.m = map[string]*keyLock{}
@@ -52,8 +53,8 @@ func (k *keyedLocks) lock(ctx context.Context, key string) (unlock func(), err e
 	}
 }
 
-// held reports whether key is locked or waited for now.
-func (k *keyedLocks) held(key string) bool {
+// Held reports whether key is locked or waited for now.
+func (k *Set) Held(key string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.m[key] != nil
