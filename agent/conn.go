@@ -81,7 +81,11 @@ func (c *linkConn) serve() {
 	}
 	c.nc.SetDeadline(time.Time{})
 	c.sc = sc
-	c.log.Debug("link connected")
+	if sc.Permissions != nil && sc.Permissions.Extensions["pubkey-fp"] != "" {
+		c.log.Debug("link connected", "remote", c.nc.RemoteAddr().String(), "client_key", sc.Permissions.Extensions["pubkey-fp"])
+	} else {
+		c.log.Debug("link connected")
+	}
 
 	c.wg.Add(1)
 	go func() {

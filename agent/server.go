@@ -8,9 +8,12 @@
 // agent forwarding), all inside the container's namespaces, so
 // "localhost" and every path mean the container.
 //
-// The link has no client authentication: the socket's file mode (0600, owned
-// by the container user) is the trust boundary, and the gateway has already
-// authenticated the person on the other end.
+// On a unix socket the link has no client authentication: the socket's file
+// mode (0600, owned by the container user) is the trust boundary, and the
+// gateway has already authenticated the person on the other end. Where the
+// gateway reaches the agent over the network (a Kubernetes pod), a port
+// proves nothing, so the gateway's link client key must be one of
+// Server.AuthorizedKeys (clientauth.go).
 package agent
 
 import (
@@ -51,6 +54,10 @@ type Server struct {
 	// HostKey identifies the agent on the link. Nil: an ephemeral ed25519
 	// key made on first use (the gateway trusts the socket, not the key).
 	HostKey ssh.Signer
+	// AuthorizedKeys are the link client keys the gateway may prove (publickey
+	// auth). Empty: no client authentication, which Serve allows on a unix
+	// socket only (ErrNoClientAuth).
+	AuthorizedKeys []ssh.PublicKey
 	// User overrides USER/LOGNAME. Empty: the passwd name of the agent's uid.
 	User string
 	// Home overrides $HOME, the working directory of processes (unless
@@ -133,10 +140,13 @@ func (s *Server) init() error {
 				return
 			}
 		}
-		cfg := &ssh.ServerConfig{
-			// The socket's permissions are the trust boundary (see package doc).
-			NoClientAuth:  true,
-			ServerVersion: serverVersion,
+		cfg := &ssh.ServerConfig{ServerVersion: serverVersion}
+		if len(s.AuthorizedKeys) > 0 {
+			cfg.PublicKeyCallback = publicKeyCallback(s.AuthorizedKeys)
+		} else {
+			// The socket's permissions are the trust boundary (see package
+			// doc); Serve refuses any other listener.
+			cfg.NoClientAuth = true
 		}
 		cfg.AddHostKey(signer)
 		s.config = cfg
@@ -158,10 +168,16 @@ func (s *Server) init() error {
 }
 
 // Serve accepts link connections on l until Shutdown or Close, and returns
-// ErrServerClosed then. l is closed when Serve returns.
+// ErrServerClosed then. l is closed when Serve returns. A listener that is
+// not a unix socket needs AuthorizedKeys (ErrNoClientAuth).
 func (s *Server) Serve(l net.Listener) error {
 	if err := s.init(); err != nil {
+		l.Close()
 		return err
+	}
+	if len(s.AuthorizedKeys) == 0 && l.Addr().Network() != "unix" {
+		l.Close()
+		return fmt.Errorf("%w: %s %s", ErrNoClientAuth, l.Addr().Network(), l.Addr())
 	}
 	if !s.trackListener(&l, true) {
 		l.Close()
