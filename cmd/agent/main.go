@@ -3,6 +3,11 @@
 //
 //	sygaldry-agent serve --listen /.sygaldry/run/agent.sock --host-key /.sygaldry/agent_key
 //
+// Where the gateway reaches it over the network (a Kubernetes pod) it listens
+// on TCP and admits only the gateway's link client key:
+//
+//	sygaldry-agent serve --listen tcp::2222 --host-key FILE --authorized-key FILE
+//
 // Under the name sygaldry it is the user's command in the container:
 //
 //	sygaldry ports [--json]
@@ -18,10 +23,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,7 +41,10 @@ import (
 var version = "dev"
 
 const usage = `usage:
-  sygaldry-agent serve [--listen PATH] [--host-key FILE] [--log-level LEVEL] [--shutdown-timeout DURATION]
+  sygaldry-agent serve [--listen PATH|tcp:HOST:PORT] [--host-key FILE] [--authorized-key FILE]
+                       [--log-level LEVEL] [--shutdown-timeout DURATION]
+      --listen tcp:HOST:PORT needs the gateway's link client key: --authorized-key FILE
+      (authorized_keys format) or $` + authorizedKeyEnv + ` (one authorized_keys line)
   sygaldry-agent sftp-server   (started by the agent itself: the sftp subsystem on stdin/stdout)
   sygaldry-agent version
 `
@@ -55,7 +65,7 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	}
 	switch argv[1] {
 	case "serve":
-		return serve(argv, stderr)
+		return serve(argv, stderr, os.Getenv)
 	case "sftp-server":
 		// The agent starts this for the sftp subsystem and hands its pipes
 		// to the gateway (internal/fdpass); it serves the working directory.
@@ -76,11 +86,12 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func serve(argv []string, stderr io.Writer) int {
+func serve(argv []string, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "/.sygaldry/run/agent.sock", "unix socket the gateway connects to (created 0600)")
+	listen := fs.String("listen", "/.sygaldry/run/agent.sock", "unix socket the gateway connects to (created 0600), or tcp:HOST:PORT")
 	hostKey := fs.String("host-key", "", "private key that proves this agent to the gateway (the gateway pins its public half); empty: an ephemeral key")
+	authKey := fs.String("authorized-key", "", "authorized_keys file of the gateway's link client key(s); required with tcp:, overrides $"+authorizedKeyEnv)
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	grace := fs.Duration("shutdown-timeout", 5*time.Second, "on SIGTERM, how long sessions may take to end before they are killed")
 	if err := fs.Parse(argv[2:]); err != nil {
@@ -89,6 +100,13 @@ func serve(argv []string, stderr io.Writer) int {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		fmt.Fprintf(stderr, "sygaldry-agent: --log-level: %v\n", err)
+		return 2
+	}
+	tcpAddr, isTCP := strings.CutPrefix(*listen, tcpPrefix)
+	if isTCP && *authKey == "" && getenv(authorizedKeyEnv) == "" {
+		// A network port proves nothing about who connects (unlike the
+		// socket's file mode): never serve one without client auth.
+		fmt.Fprintf(stderr, "sygaldry-agent: --listen %s needs the gateway's link client key: --authorized-key FILE or $%s\n", *listen, authorizedKeyEnv)
 		return 2
 	}
 	// stderr is what `docker logs` shows.
@@ -112,23 +130,51 @@ func serve(argv []string, stderr io.Writer) int {
 		}
 	}
 
-	ln, err := agent.ListenUnix(*listen)
+	// Loaded before listening, like the host key: an agent that could not
+	// tell the gateway from anyone else must not accept connections.
+	authorized, src, err := authorizedKeys(*authKey, getenv)
 	if err != nil {
-		log.Error("agent cannot listen", "err", err)
+		log.Error("agent cannot load the authorized link client keys", "from", src, "err", err)
 		return 1
 	}
-	// The descriptor socket (internal/fdpass) lives next to the link socket.
-	// Without it the gateway falls back to carrying the bytes on the link.
-	fdln, err := agent.ListenUnixPacket(filepath.Join(filepath.Dir(*listen), "fd.sock"))
-	if err != nil {
-		log.Warn("agent cannot listen for descriptor connections; sessions go through the link", "err", err)
+	if authorized != nil {
+		log.Info("agent requires a link client key", "from", src, "keys", len(authorized))
+	}
+
+	var (
+		ln   net.Listener
+		fdln *net.UnixListener
+	)
+	if isTCP {
+		if signer == nil {
+			log.Warn("agent listens on TCP with an ephemeral host key, which no gateway can pin; pass --host-key")
+		}
+		ln, err = agent.ListenTCP(tcpAddr)
+		if err != nil {
+			log.Error("agent cannot listen", "err", err)
+			return 1
+		}
+		// Descriptors cannot cross a network: no fd.sock, sessions go
+		// through the link.
+	} else {
+		ln, err = agent.ListenUnix(*listen)
+		if err != nil {
+			log.Error("agent cannot listen", "err", err)
+			return 1
+		}
+		// The descriptor socket (internal/fdpass) lives next to the link socket.
+		// Without it the gateway falls back to carrying the bytes on the link.
+		fdln, err = agent.ListenUnixPacket(filepath.Join(filepath.Dir(*listen), "fd.sock"))
+		if err != nil {
+			log.Warn("agent cannot listen for descriptor connections; sessions go through the link", "err", err)
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {
 		log.Warn("agent cannot find its own binary; sftp runs in the agent, over the link", "err", err)
 		self = ""
 	}
-	srv := &agent.Server{Logger: log, HostKey: signer, Self: self}
+	srv := &agent.Server{Logger: log, HostKey: signer, AuthorizedKeys: authorized, Self: self}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	errc := make(chan error, 1)
@@ -158,4 +204,42 @@ func serve(argv []string, stderr io.Writer) int {
 		log.Warn("agent serve", "err", err)
 	}
 	return 0
+}
+
+// tcpPrefix marks a --listen value that is a TCP address, not a socket path.
+const tcpPrefix = "tcp:"
+
+// authorizedKeyEnv carries one authorized_keys line, so a pod spec can pass
+// the gateway's link client key without a file. The SYGALDRY_AGENT_ prefix
+// keeps it out of the environment of user processes.
+const authorizedKeyEnv = "SYGALDRY_AGENT_AUTHORIZED_KEY"
+
+// authorizedKeys reads the link client keys from path, else from
+// $SYGALDRY_AGENT_AUTHORIZED_KEY, and says which it used. Neither: nil keys,
+// no error (the unix socket's mode is the trust boundary).
+func authorizedKeys(path string, getenv func(string) string) ([]gossh.PublicKey, string, error) {
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, path, err
+		}
+		keys, err := agent.ParseAuthorizedKeys(data)
+		if err != nil {
+			return nil, path, fmt.Errorf("%s: %w", path, err)
+		}
+		return keys, path, nil
+	}
+	line := getenv(authorizedKeyEnv)
+	if line == "" {
+		return nil, "", nil
+	}
+	src := "$" + authorizedKeyEnv
+	if strings.ContainsAny(strings.TrimSpace(line), "\n") {
+		return nil, src, fmt.Errorf("%s: want one authorized_keys line", src)
+	}
+	keys, err := agent.ParseAuthorizedKeys([]byte(line))
+	if err != nil {
+		return nil, src, fmt.Errorf("%s: %w", src, err)
+	}
+	return keys, src, nil
 }
