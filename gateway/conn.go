@@ -351,7 +351,12 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 	st.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	l, err := link.WaitReady(dctx, t.SocketPath, t.Peer)
+	var l *gossh.Client
+	if t.Dial != nil {
+		l, err = t.Dial(dctx)
+	} else {
+		l, err = link.WaitReady(dctx, t.SocketPath, t.Peer)
+	}
 	if errors.Is(err, link.ErrUntrusted) {
 		// Somebody tampered with the container's link directory (a symlink
 		// to another container's agent, a socket of another process): the
@@ -363,7 +368,10 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 		st.log.Error("link to agent", "container", t.Name, "err", err)
 		return nil, nil, Target{}, usererr.Errorf("the %s container does not answer; try again, or ask an admin to check `sygctl containers`", project)
 	}
-	fds := st.dialFDs(dctx, l, t)
+	var fds *link.FDs
+	if t.Dial == nil {
+		fds = st.dialFDs(dctx, l, t)
+	}
 	st.log.Debug("link up", "container", t.Name, "descriptors", fds != nil)
 	return l, fds, t, nil
 }

@@ -101,3 +101,21 @@ func generateHostKey(path string, gen func() (crypto.Signer, error)) (gossh.Sign
 	}
 	return gossh.NewSignerFromKey(k)
 }
+
+// LinkKeyFile is the gateway's link client key in the state directory: the
+// key the agents of network-reached containers (Kubernetes pods) demand.
+const LinkKeyFile = "link_ed25519_key"
+
+// LoadLinkKey reads the link client key from dir, generating it (mode 0600)
+// on first start. It is kept, so pods made before a restart still accept it.
+func LoadLinkKey(dir string) (gossh.Signer, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	path := filepath.Join(dir, LinkKeyFile)
+	s, err := loadHostKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		s, err = generateHostKey(path, hostKeyFiles[0].gen)
+	}
+	return s, err
+}

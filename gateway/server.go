@@ -75,10 +75,14 @@ type Sessions interface {
 
 // Target is a running container, the host path of its agent socket, and
 // what proves that the process answering there is that container's agent.
+// A container on the network (a Kubernetes pod) has Dial instead: it makes
+// the link itself, proving both ends' keys, and the link carries the bytes
+// (descriptors cannot cross a network).
 type Target struct {
 	Name       string
 	SocketPath string
 	Peer       link.Peer
+	Dial       func(ctx context.Context) (*gossh.Client, error)
 }
 
 // Options configure a Server. Config and Containers are required.
