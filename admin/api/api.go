@@ -43,6 +43,11 @@ type ContainerInfo struct {
 	Created  time.Time `json:"created"`
 	UpToDate bool      `json:"up_to_date"` // its spec matches the current config
 	Sessions int       `json:"sessions"`   // live sessions in it (filled by the server from its registry)
+	// Node is the node a pod runs on, and GPUs what it holds of
+	// GPUResource (the Kubernetes backend; absent with Docker).
+	Node        string `json:"node,omitempty"`
+	GPUs        int64  `json:"gpus,omitempty"`
+	GPUResource string `json:"gpu_resource,omitempty"`
 
 	// Why it is up and when it stops. Connections and Forwards come from
 	// the server's session registry, Jobs from the engine, GPUProcesses
@@ -135,6 +140,27 @@ type GPUReport struct {
 	Message   string    `json:"message,omitempty"`
 	Driver    string    `json:"driver_version,omitempty"`
 	GPUs      []GPUInfo `json:"gpus"`
+	// Nodes are the cluster's nodes with GPUs as the scheduler counts them
+	// (the Kubernetes backend; absent with Docker).
+	Nodes []NodeGPUs `json:"nodes,omitempty"`
+}
+
+// NodeGPUs is one node's count of a GPU resource and the pods holding some.
+type NodeGPUs struct {
+	Node        string          `json:"node"`
+	Resource    string          `json:"resource"` // nvidia.com/gpu
+	Capacity    int64           `json:"capacity"`
+	Allocatable int64           `json:"allocatable"`
+	Holders     []NodeGPUHolder `json:"holders"`
+}
+
+// NodeGPUHolder is a managed pod holding GPUs on a node.
+type NodeGPUHolder struct {
+	Pod     string `json:"pod"`
+	Project string `json:"project"`
+	User    string `json:"user"`
+	Phase   string `json:"phase"`
+	Count   int64  `json:"count"`
 }
 
 // GPUInfo is one GPU. Pointer fields are absent when the driver could not

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/sygaldry/sygaldry/internal/bind"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,7 +25,6 @@ import (
 	"github.com/sygaldry/sygaldry/admin"
 	"github.com/sygaldry/sygaldry/config"
 	"github.com/sygaldry/sygaldry/gateway"
-	"github.com/sygaldry/sygaldry/gpu"
 	"github.com/sygaldry/sygaldry/sessions"
 	"github.com/sygaldry/sygaldry/workspace"
 )
@@ -89,63 +87,27 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	registry := sessions.NewRegistry(hist)
 	registry.SetIDBase(hist.MaxID())
 
-	// NVML: Init now, Shutdown at exit, after the health watcher and the
-	// admin API and the container manager (the last readers) have stopped.
-	gpus := openGPUs(log.With("component", "gpus"))
-	defer gpus.Close()
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		if gpus.Err() != nil {
-			return
-		}
-		if err := gpus.Watch(watchCtx); err != nil {
-			log.Warn("GPU health not watched", "err", err)
-		}
-	}()
-	defer func() { stopWatch(); <-watched }()
-
 	// The configuration in force has one holder; the gateway and the
-	// container manager read it, a reload (SIGHUP, sygctl reload) replaces
-	// it through the reloader.
+	// backend read it, a reload (SIGHUP, sygctl reload) replaces it
+	// through the reloader.
 	live := config.NewLive(cfg)
-	opts := workspace.OptionsFromConfig(cfg)
-	opts.Projects = func(name string) (config.Resolved, bool) { return live.Load().Project(name) }
-	opts.AgentPath = agentPath
-	opts.Logger = log.With("component", "containers")
-	// Containers lease their GPUs from the inventory; on a host without
-	// GPUs a project that asks for some is refused with a clear line.
-	opts.GPUs = workspace.NVMLInventory(gpus)
-	if err := checkHostGPUs(cfg, opts.GPUs); err != nil {
-		return err
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	newParts := dockerParts
+	if cfg.Server.Backend == config.BackendKubernetes {
+		newParts = kubeParts
 	}
-	mgr, err := workspace.NewManager(opts)
+	be, err := newParts(cfg, live, agentPath, log)
 	if err != nil {
 		return err
 	}
-	defer mgr.Close()
-	if err := mgr.RestoreLeases(context.Background()); err != nil {
-		log.Warn("GPU leases not read back from the running containers; they are at the first login that needs GPUs", "err", err)
+	defer be.close()
+	for _, c := range be.collectors {
+		promReg.MustRegister(c)
 	}
-	// Containers started while the gateway runs by someone else (sygctl
-	// launch) get an idle timer too; stopped before mgr.Close.
-	startsCtx, stopStarts := context.WithCancel(context.Background())
-	starts := make(chan struct{})
-	go func() { defer close(starts); mgr.WatchStarts(startsCtx) }()
-	defer func() { stopStarts(); <-starts }()
-	if n, err := mgr.RestoreIdle(context.Background()); err != nil {
-		log.Warn("idle timers not armed for the running containers; each is armed at its next use", "err", err)
-	} else if n > 0 {
-		log.Info("idle timers armed for the containers already running", "containers", n, "idle_stop", cfg.Server.IdleStop.D)
-	}
-
-	promReg := prometheus.NewRegistry()
-	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	promReg.MustRegister(gpu.NewCollector(gpus).WithLeases(leaseHolders(mgr)))
 	gw, err := gateway.New(gateway.Options{
 		Config:     live,
-		Containers: bind.Containers(mgr),
+		Containers: be.containers,
 		Sessions:   registry,
 		Logger:     log,
 		Metrics:    gateway.NewMetrics(promReg, registry),
@@ -153,7 +115,7 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	reload := &reloader{live: live, gw: gw, mgr: mgr, gpus: opts.GPUs, log: log}
+	reload := &reloader{live: live, gw: gw, be: be, log: log}
 	l, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -161,9 +123,9 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 
 	adm := &admin.Server{
 		Sessions:   admin.FromRegistry(registry),
-		Containers: bind.AdminContainers(mgr),
-		GPUs:       adminGPUs{inv: gpus, list: mgr.List, log: log.With("component", "admin")},
-		Leases:     bind.AdminGPULeases(mgr),
+		Containers: be.admin,
+		GPUs:       be.gpus,
+		Leases:     be.leases,
 		Reloader:   reload,
 		Logger:     log.With("component", "admin"),
 	}
@@ -196,7 +158,7 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	go func() { errc <- gw.Serve(l) }()
 	go func() { errc <- adm.Serve(al) }()
 	log.Info("sygaldry-gateway started", "listen", l.Addr().String(), "admin", cfg.Server.AdminSocket,
-		"projects", len(cfg.Projects), "users", len(cfg.Users), "agent", agentPath)
+		"projects", len(cfg.Projects), "users", len(cfg.Users), "agent", agentPath, "backend", cfg.Server.Backend)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)

@@ -9,7 +9,6 @@ import (
 	"github.com/sygaldry/sygaldry/admin/api"
 	"github.com/sygaldry/sygaldry/config"
 	"github.com/sygaldry/sygaldry/gateway"
-	"github.com/sygaldry/sygaldry/workspace"
 )
 
 // reloader is a reload, from SIGHUP or `sygctl reload` (admin.Reloader):
@@ -21,8 +20,7 @@ import (
 type reloader struct {
 	live *config.Live
 	gw   *gateway.Server
-	mgr  *workspace.Manager
-	gpus workspace.GPUInventory // for checkHostGPUs
+	be   parts
 	log  *slog.Logger
 
 	mu sync.Mutex // one reload at a time, end to end
@@ -33,7 +31,7 @@ type reloader struct {
 func (r *reloader) Reload(ctx context.Context) (api.ReloadReport, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	changes, err := r.live.Reload(func(c *config.Config) error { return checkHostGPUs(c, r.gpus) })
+	changes, err := r.live.Reload(r.be.check)
 	if err != nil {
 		r.log.Error("config reload refused; keeping the running config", "err", err)
 		return api.ReloadReport{}, err
@@ -51,15 +49,9 @@ func (r *reloader) Reload(ctx context.Context) (api.ReloadReport, error) {
 		r.log.Info("config change applied", "key", c.Key, "was", c.Running, "now", c.File)
 	}
 	rep.ConnectionsEnded = r.gw.Recheck()
-	r.mgr.SetIdleStop(next.Server.IdleStop.D)
-	// The limits of the running containers: the engine's update call,
-	// nobody is disconnected. A failure is logged: those containers keep
-	// their old limits.
 	lctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := r.mgr.ApplyLimits(lctx, next); err != nil {
-		r.log.Error("config reload: container limits not all applied", "err", err)
-	}
+	r.be.applied(lctx, next)
 	r.log.Info("configuration reloaded", "applied", len(rep.Applied), "needs_restart", len(rep.NeedsRestart),
 		"connections_ended", rep.ConnectionsEnded, "projects", len(next.Projects), "users", len(next.Users))
 	return rep, nil

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -63,7 +64,14 @@ func writeContainerTable(w io.Writer, list []api.ContainerInfo) {
 	now := adminNow()
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPROJECT\tUSER\tSTATE\tIMAGE\tCREATED\tUP-TO-DATE\tSESSIONS\tSTOP")
+	// Pods (the Kubernetes backend) also say where they run and what
+	// GPUs they hold; Docker's containers all run here.
+	pods := slices.ContainsFunc(list, func(c api.ContainerInfo) bool { return c.Node != "" })
+	head := "NAME\tPROJECT\tUSER\tSTATE\tIMAGE\tCREATED\tUP-TO-DATE\tSESSIONS\tSTOP"
+	if pods {
+		head += "\tNODE\tGPUS"
+	}
+	fmt.Fprintln(tw, head)
 	for _, c := range list {
 		created := ""
 		if !c.Created.IsZero() {
@@ -74,6 +82,13 @@ func writeContainerTable(w io.Writer, list []api.ContainerInfo) {
 			upToDate = "yes"
 		}
 		cols := []string{c.Name, c.Project, c.User, c.State, c.Image, created, upToDate, strconv.Itoa(c.Sessions), stopText(c, now)}
+		if pods {
+			gpus := ""
+			if c.GPUs > 0 {
+				gpus = strconv.FormatInt(c.GPUs, 10) + " " + c.GPUResource
+			}
+			cols = append(cols, c.Node, gpus)
+		}
 		for i, col := range cols {
 			cols[i] = dashIfEmpty(termSafe(col))
 		}

@@ -23,6 +23,10 @@ func cmdGPUs(args []string, stdout, stderr io.Writer) int {
 
 // writeGPUs prints the table, or why there is none.
 func writeGPUs(w io.Writer, rep api.GPUReport) {
+	if len(rep.Nodes) > 0 {
+		writeNodeGPUs(w, rep.Nodes)
+		return
+	}
 	if rep.Available {
 		writeGPUTable(w, rep)
 		return
@@ -145,4 +149,26 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// writeNodeGPUs prints a cluster's GPUs as the scheduler counts them (the
+// Kubernetes backend): per node and resource, how many there are, how many
+// managed pods hold, and which.
+func writeNodeGPUs(w io.Writer, nodes []api.NodeGPUs) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tRESOURCE\tALLOCATABLE\tHELD\tHOLDERS")
+	for _, n := range nodes {
+		var held int64
+		var hs []string
+		for _, h := range n.Holders {
+			held += h.Count
+			hs = append(hs, fmt.Sprintf("%s (%s/%s, %d, %s)", h.Pod, h.User, h.Project, h.Count, h.Phase))
+		}
+		cols := []string{n.Node, n.Resource, strconv.FormatInt(n.Allocatable, 10), strconv.FormatInt(held, 10), strings.Join(hs, ", ")}
+		for i, col := range cols {
+			cols[i] = dashIfEmpty(termSafe(col))
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	}
+	tw.Flush()
 }
