@@ -109,6 +109,12 @@ func serve(argv []string, stderr io.Writer, getenv func(string) string) int {
 		fmt.Fprintf(stderr, "sygaldry-agent: --listen %s needs the gateway's link client key: --authorized-key FILE or $%s\n", *listen, authorizedKeyEnv)
 		return 2
 	}
+	if isTCP && *hostKey == "" {
+		// An ephemeral key is one no gateway can pin: it would have to
+		// trust whoever answers on the port.
+		fmt.Fprintf(stderr, "sygaldry-agent: --listen %s needs the host key the gateway pins: --host-key FILE\n", *listen)
+		return 2
+	}
 	// stderr is what `docker logs` shows.
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
@@ -146,9 +152,6 @@ func serve(argv []string, stderr io.Writer, getenv func(string) string) int {
 		fdln *net.UnixListener
 	)
 	if isTCP {
-		if signer == nil {
-			log.Warn("agent listens on TCP with an ephemeral host key, which no gateway can pin; pass --host-key")
-		}
 		ln, err = agent.ListenTCP(tcpAddr)
 		if err != nil {
 			log.Error("agent cannot listen", "err", err)

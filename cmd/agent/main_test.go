@@ -97,6 +97,30 @@ func TestServeTCPNeedsAuthorizedKey(t *testing.T) {
 	}
 }
 
+// hostKeyFile writes a fresh ed25519 host key into dir.
+func hostKeyFile(t *testing.T, dir string) string {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := gossh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, dir, "host_key", string(pem.EncodeToMemory(block)))
+}
+
+// Over TCP an ephemeral host key could not be pinned: refused too.
+func TestServeTCPNeedsHostKey(t *testing.T) {
+	t.Setenv(authorizedKeyEnv, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOZ7Xz0Fv0b3sC2i9pS8bQ0D0v9bJ8gq0x0M0Q2xv1o2")
+	var out, errb bytes.Buffer
+	code := run([]string{"sygaldry-agent", "serve", "--listen", "tcp:127.0.0.1:0"}, &out, &errb)
+	if code == 0 || !strings.Contains(errb.String(), "--host-key") {
+		t.Fatalf("exit %d, %q; want non-zero and a message naming --host-key", code, errb.String())
+	}
+}
+
 func TestServeBadAuthorizedKey(t *testing.T) {
 	dir := t.TempDir()
 	cases := []struct {
@@ -111,7 +135,7 @@ func TestServeBadAuthorizedKey(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(authorizedKeyEnv, tc.env)
-			argv := []string{"sygaldry-agent", "serve", "--listen", "tcp:127.0.0.1:0"}
+			argv := []string{"sygaldry-agent", "serve", "--listen", "tcp:127.0.0.1:0", "--host-key", hostKeyFile(t, dir)}
 			if tc.flag != "" {
 				argv = append(argv, "--authorized-key", tc.flag)
 			}
