@@ -2,8 +2,6 @@ package link
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -77,18 +75,4 @@ func hostKeyAlgorithms(k gossh.PublicKey) []string {
 		return []string{gossh.KeyAlgoRSASHA512, gossh.KeyAlgoRSASHA256}
 	}
 	return []string{k.Type()}
-}
-
-// NewClientKey makes a fresh ed25519 link client key. Its public half
-// (gossh.MarshalAuthorizedKey) is what the agent is given to authorize.
-func NewClientKey() (gossh.Signer, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generate link client key: %w", err)
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("link client key: %w", err)
-	}
-	return s, nil
 }

@@ -306,20 +306,3 @@ func TestDialConnBoundedByContext(t *testing.T) {
 		})
 	}
 }
-
-func TestNewClientKey(t *testing.T) {
-	a, err := link.NewClientKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := link.NewClientKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.PublicKey().Type() != gossh.KeyAlgoED25519 {
-		t.Errorf("key type %s", a.PublicKey().Type())
-	}
-	if bytes.Equal(a.PublicKey().Marshal(), b.PublicKey().Marshal()) {
-		t.Error("two calls made the same key")
-	}
-}

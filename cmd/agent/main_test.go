@@ -66,7 +66,11 @@ func TestMain(m *testing.M) {
 
 func newSigner(t *testing.T) gossh.Signer {
 	t.Helper()
-	s, err := link.NewClientKey()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
 	if err != nil {
 		t.Fatal(err)
 	}
