@@ -169,13 +169,16 @@ func (m *Manager) idleStop(name string, gen uint64) {
 }
 
 // jobsScript lists the processes of the container user other than the
-// agent (PID 1), "PID COMMAND" per line: what a user left running. The
-// exec itself runs as root, so it is not listed.
+// agent (PID 1 and the child it serves from, whose command line is the
+// agent binary's) and zombies, "PID COMMAND" per line: what a user left
+// running. The exec itself runs as root, so it is not listed.
 const jobsScript = `me=$(stat -c %u /proc/1)
 for d in /proc/[0-9]*; do
   p=${d#/proc/}
   [ "$p" = 1 ] && continue
   [ "$(stat -c %u "$d" 2>/dev/null)" = "$me" ] || continue
+  c=$(tr '\000' ' ' < "$d/cmdline" 2>/dev/null)
+  case $c in ''|` + agentBinary + `\ *) continue ;; esac
   printf '%s %s\n' "$p" "$(cat "$d/comm" 2>/dev/null)"
 done`
 

@@ -224,34 +224,35 @@ func (m *Manager) create(ctx context.Context, log *slog.Logger, p config.Resolve
 	}
 	fmt.Fprintf(progress, "sygaldry: starting your %s pod...\n", p.Name)
 	start := time.Now()
+	name := spec.Pod.Name
 	pod, err := m.pods().Create(ctx, spec.Pod, metav1.CreateOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("create pod %s: %w", spec.Pod.Name, err)
+		return nil, fmt.Errorf("create pod %s: %w", name, err)
 	}
 	defer func() {
 		if err != nil {
 			// On a context of its own: the login may be what ended.
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 			defer cancel()
-			if derr := m.deleteAndWait(dctx, pod.Name); derr != nil {
+			if derr := m.deleteAndWait(dctx, name); derr != nil {
 				log.Error("could not delete the pod that failed to start", "err", derr)
 			}
 		}
 	}()
 	log.Info("pod created", "spec", short(spec.Hash), "gpus", spec.GPUs)
-	pod, err = m.waitRunning(ctx, log, pod.Name, spec, progress)
+	pod, err = m.waitRunning(ctx, log, name, spec, progress)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.deliver(ctx, pod.Name, priv); err != nil {
-		return nil, fmt.Errorf("stream the agent into pod %s: %w", pod.Name, err)
+	if err := m.deliver(ctx, name, priv); err != nil {
+		return nil, fmt.Errorf("stream the agent into pod %s: %w", name, err)
 	}
 	inst, err = m.instance(pod)
 	if err != nil {
 		return nil, err
 	}
 	if err := m.waitAgent(ctx, inst); err != nil {
-		return nil, fmt.Errorf("pod %s: agent does not answer: %w", pod.Name, err)
+		return nil, fmt.Errorf("pod %s: agent does not answer: %w", name, err)
 	}
 	log.Info("pod ready", "node", pod.Spec.NodeName, "took", time.Since(start).Round(time.Millisecond))
 	return inst, nil

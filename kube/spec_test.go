@@ -255,7 +255,7 @@ func TestStartScriptParses(t *testing.T) {
 func TestPendingLines(t *testing.T) {
 	pod := &corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{
 		Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
-		Message: "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+		Message: "0/1 nodes are available: 1 Insufficient nvidia.com/gpu. no new claims to deallocate, preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.",
 	}}}}
 	if got := unschedulable(pod); got != "0/1 nodes are available: 1 Insufficient nvidia.com/gpu." {
 		t.Errorf("unschedulable = %q", got)

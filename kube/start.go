@@ -136,7 +136,13 @@ func running(pod *corev1.Pod) bool {
 func unschedulable(pod *corev1.Pod) string {
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-			return strings.TrimSpace(c.Message)
+			// The first sentence says what the nodes lack; the rest
+			// (preemption, claims) is the scheduler's bookkeeping.
+			msg := strings.TrimSpace(c.Message)
+			if i := strings.Index(msg, ". "); i > 0 {
+				msg = msg[:i+1]
+			}
+			return msg
 		}
 	}
 	return ""
