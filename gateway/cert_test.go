@@ -90,7 +90,7 @@ func TestCertificateExtensions(t *testing.T) {
 	ca, caPub := newCA(t, dir, "team-ca")
 	w := newWorld(t, withServerTOML(`trusted_user_ca_keys = [`+strconvQuote(caPub)+`]`))
 	ctx := ctxT(t, 4*time.Minute)
-	agentSock := startAgent(t, ctx, w.alice)
+	agentSock := sshtest.StartAgent(t, ctx, w.alice)
 	as := func(k sshtest.Key) sshtest.Client {
 		c := w.client(k)
 		c.AgentSock = agentSock

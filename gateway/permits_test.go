@@ -6,9 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +93,7 @@ func TestKeyOptionsRestrict(t *testing.T) {
 	w := newWorld(t)
 	ctx := ctxT(t, 4*time.Minute)
 	c := w.client(w.bob)
-	c.AgentSock = startAgent(t, ctx, w.alice)
+	c.AgentSock = sshtest.StartAgent(t, ctx, w.alice)
 	sshtest.Must(t, c.SSH(ctx, `mkdir -p ~/www && echo from-container > ~/www/index.html && cd ~/www && { nohup python3 -m http.server --bind 127.0.0.1 8765 >/dev/null 2>&1 & } && sleep 0.5`), nil)
 
 	type outcome struct{ pty, local, remote, agent bool }
@@ -283,25 +280,3 @@ func agentInSession(t *testing.T, ctx context.Context, c sshtest.Client) bool {
 	return true
 }
 
-// startAgent runs an ssh-agent holding k and returns its socket.
-func startAgent(t *testing.T, ctx context.Context, k sshtest.Key) string {
-	t.Helper()
-	sock := filepath.Join(testenv.ShortTempDir(t), "agent.sock")
-	agent := exec.CommandContext(ctx, "ssh-agent", "-D", "-a", sock)
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	add := exec.Command("ssh-add", k.Path)
-	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
-	if out, err := add.CombinedOutput(); err != nil {
-		t.Fatalf("ssh-add: %v %s", err, out)
-	}
-	return sock
-}

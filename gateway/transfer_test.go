@@ -169,24 +169,7 @@ func TestRemoteForward(t *testing.T) {
 func TestAgentForwarding(t *testing.T) {
 	w := newWorld(t)
 	ctx := ctxT(t, 3*time.Minute)
-	dir := testenv.ShortTempDir(t)
-	sock := filepath.Join(dir, "agent.sock")
-	agent := exec.CommandContext(ctx, "ssh-agent", "-D", "-a", sock)
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	add := exec.Command("ssh-add", w.bob.Path)
-	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
-	if out, err := add.CombinedOutput(); err != nil {
-		t.Fatalf("ssh-add: %v %s", err, out)
-	}
+	sock := sshtest.StartAgent(t, ctx, w.bob)
 	c := w.client(w.alice)
 	c.AgentSock = sock
 	cmd := c.SSH(ctx, `ssh-add -l`)

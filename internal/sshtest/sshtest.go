@@ -182,3 +182,33 @@ func Require(t testing.TB, tools ...string) {
 func (r Result) String() string {
 	return fmt.Sprintf("exit %d\nstdout: %q\nstderr: %q", r.Code, r.Stdout, r.Stderr)
 }
+
+// StartAgent runs an ssh-agent holding k, for the test's life, and returns
+// its socket (for Client.AgentSock).
+func StartAgent(t testing.TB, ctx context.Context, k Key) string {
+	t.Helper()
+	Require(t, "ssh-agent", "ssh-add")
+	dir, err := os.MkdirTemp("", "sshagent") // short: a socket path is at most 107 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "agent.sock")
+	agent := exec.CommandContext(ctx, "ssh-agent", "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	add := exec.Command("ssh-add", k.Path)
+	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v %s", err, out)
+	}
+	return sock
+}
