@@ -50,7 +50,7 @@ func (m *Manager) Release(name string) {
 	u.n--
 	if u.n == 0 {
 		u.since = time.Now()
-		m.armLocked(name, u, m.conf().Server.IdleStop.D)
+		m.armLocked(name, u, m.idleFor)
 	}
 }
 
@@ -100,7 +100,7 @@ func (m *Manager) RestoreIdle(ctx context.Context) (int, error) {
 			continue
 		}
 		u.since = time.Now()
-		m.armLocked(p.Name, u, m.conf().Server.IdleStop.D)
+		m.armLocked(p.Name, u, m.idleFor)
 		n++
 	}
 	return n, nil
@@ -110,9 +110,14 @@ func (m *Manager) RestoreIdle(ctx context.Context) (int, error) {
 func (m *Manager) SetIdleStop(d time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.idleFor = d
 	for name, u := range m.uses {
 		if u.n == 0 && !u.since.IsZero() {
-			m.armLocked(name, u, d-time.Since(u.since))
+			left := d - time.Since(u.since)
+			if d > 0 && left <= 0 {
+				left = time.Millisecond // idle longer than the new idle_stop already: now
+			}
+			m.armLocked(name, u, left)
 		}
 	}
 }
@@ -141,7 +146,7 @@ func (m *Manager) idleStop(name string, gen uint64) {
 	if m.InUse(name) > 0 {
 		return
 	}
-	jobs, err := m.jobs(ctx, name)
+	jobs, err := m.jobsOf(ctx, name)
 	if err != nil {
 		// A pod that cannot be asked counts none, as the Docker
 		// backend's idle stop does.
@@ -151,7 +156,7 @@ func (m *Manager) idleStop(name string, gen uint64) {
 		m.log.Info("idle pod kept: its user left processes running", "pod", name, "processes", len(jobs))
 		m.mu.Lock()
 		if u := m.uses[name]; u != nil && u.n == 0 {
-			m.armLocked(name, u, m.conf().Server.IdleStop.D)
+			m.armLocked(name, u, m.idleFor)
 		}
 		m.mu.Unlock()
 		return

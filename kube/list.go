@@ -40,7 +40,7 @@ func (m *Manager) List(ctx context.Context) ([]PodInfo, error) {
 		in := PodInfo{
 			Name: p.Name, Project: p.Labels[LabelProject], User: p.Labels[LabelUser],
 			Phase: strings.ToLower(string(p.Status.Phase)), Node: p.Spec.NodeName,
-			Created: p.CreationTimestamp.Time, IdleStop: cfg.Server.IdleStop.D,
+			Created: p.CreationTimestamp.Time,
 		}
 		if p.DeletionTimestamp != nil {
 			in.Phase = "terminating"
@@ -62,6 +62,7 @@ func (m *Manager) List(ctx context.Context) ([]PodInfo, error) {
 			}
 		}
 		m.mu.Lock()
+		in.IdleStop = m.idleFor
 		if u := m.uses[p.Name]; u != nil {
 			in.InUse, in.IdleSince, in.Tracked = u.n, u.since, u.n > 0 || u.timer != nil
 		}
@@ -73,7 +74,7 @@ func (m *Manager) List(ctx context.Context) ([]PodInfo, error) {
 }
 
 // Jobs lists the processes a running pod's user left running.
-func (m *Manager) Jobs(ctx context.Context, pod string) ([]Job, error) { return m.jobs(ctx, pod) }
+func (m *Manager) Jobs(ctx context.Context, pod string) ([]Job, error) { return m.jobsOf(ctx, pod) }
 
 // NodeGPUs is one node's GPUs as the scheduler counts them, and the
 // managed pods holding some.

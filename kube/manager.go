@@ -67,9 +67,15 @@ type Manager struct {
 	nodeMu sync.Mutex
 	node   nodeSize
 
-	mu     sync.Mutex
-	uses   map[string]*use
-	closed bool
+	// jobsOf lists what a pod's user left running (idle.go): m.jobs, an
+	// exec into the pod; tests on the fake clientset, which has no exec,
+	// replace it.
+	jobsOf func(ctx context.Context, pod string) ([]Job, error)
+
+	mu      sync.Mutex
+	uses    map[string]*use
+	idleFor time.Duration // idle_stop in force (SetIdleStop)
+	closed  bool
 	wg     sync.WaitGroup
 }
 
@@ -87,7 +93,10 @@ func New(o Options) (*Manager, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{o: o, log: log.With("backend", "kubernetes"), agent: b, sum: hex.EncodeToString(sum[:]), uses: map[string]*use{}}, nil
+	m := &Manager{o: o, log: log.With("backend", "kubernetes"), agent: b, sum: hex.EncodeToString(sum[:]), uses: map[string]*use{}}
+	m.jobsOf = m.jobs
+	m.idleFor = o.Config.Load().Server.IdleStop.D
+	return m, nil
 }
 
 // Close stops the idle timers and waits for deletions in flight.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,6 +51,7 @@ func fakeManager(t *testing.T, doc string) (*Manager, *fake.Clientset) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
+	m.jobsOf = func(context.Context, string) ([]Job, error) { return nil, nil }
 	return m, cs
 }
 
@@ -135,4 +137,46 @@ func TestAdoptKeepsAPodInUse(t *testing.T) {
 func resourceQ(s string) *resource.Quantity {
 	q := resource.MustParse(s)
 	return &q
+}
+
+// A shorter idle_stop put in force by a reload applies to pods already
+// idle for longer: they are deleted now, not never. A pod whose user left
+// a job running is kept until the job ends.
+func TestSetIdleStopShorterThanIdleSoFar(t *testing.T) {
+	m, cs := fakeManager(t, fakeDoc)
+	var mu sync.Mutex
+	jobs := []Job{{PID: 42, Command: "python"}}
+	m.jobsOf = func(context.Context, string) ([]Job, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return jobs, nil
+	}
+	pods := cs.CoreV1().Pods("ws")
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "sygaldry-train-carol", Namespace: "ws",
+		Labels: map[string]string{LabelManaged: "true", LabelProject: "train", LabelUser: "carol"}}}
+	if _, err := pods.Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m.Acquire(pod.Name)
+	m.Release(pod.Name) // idle from now, under the config's 2h
+	time.Sleep(20 * time.Millisecond)
+	m.SetIdleStop(10 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // several idle periods
+	if _, err := pods.Get(context.Background(), pod.Name, metav1.GetOptions{}); err != nil {
+		t.Fatalf("the pod was deleted while its user's job ran: %v", err)
+	}
+	mu.Lock()
+	jobs = nil
+	mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := pods.Get(context.Background(), pod.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pod idle for longer than the new idle_stop was not deleted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
