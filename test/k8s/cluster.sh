@@ -265,6 +265,8 @@ healthzPort: $KUBELET_HEALTHZ_PORT
 containerRuntimeEndpoint: unix://$CTR_SOCK
 cgroupDriver: cgroupfs
 cgroupsPerQOS: false
+featureGates:
+  InPlacePodVerticalScaling: false
 enforceNodeAllocatable: []
 failSwapOn: false
 evictionHard: {}
