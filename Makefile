@@ -6,7 +6,7 @@ DEV_IMAGE ?= sygaldry/zephyr:dev
 # without this every fresh build of package gpu prints a page of warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: all build run test test-short test-race fuzz-short check bench depgraph gpu-check k8s-cluster clean
+.PHONY: all build run test test-short test-race test-k8s fuzz-short check bench depgraph gpu-check k8s-cluster clean
 
 all: build
 
@@ -31,11 +31,19 @@ test: check build
 	$(GO) test -count=1 -timeout 45m ./...
 	$(MAKE) test-race
 	$(MAKE) fuzz-short
+	$(MAKE) test-k8s
 
 # The data plane's Docker-free tier (in-process agent, fake backends) under
 # the race detector.
 test-race:
-	$(GO) test -count=1 -race -short -timeout 15m ./gateway/ ./agent/ ./link/ ./internal/fdpass/
+	$(GO) test -count=1 -race -short -timeout 15m ./gateway/ ./agent/ ./link/ ./internal/fdpass/ ./kube/
+
+# The Kubernetes backend end to end: starts the test cluster of test/k8s
+# (its first build takes 5-30 minutes, later ones come from Go's cache), runs
+# ./kube/ against it with SYGALDRY_K8S_E2E=1, and stops it. A cluster that
+# cannot start fails this target.
+test-k8s: build
+	GO=$(GO) bash test/k8s/e2e.sh
 
 # A short run of each go test -fuzz target (payload decoders, config
 # parser, name rules); go test above already ran their seed corpora.
