@@ -279,4 +279,3 @@ func agentInSession(t *testing.T, ctx context.Context, c sshtest.Client) bool {
 	}
 	return true
 }
-

@@ -76,7 +76,7 @@ type Manager struct {
 	uses    map[string]*use
 	idleFor time.Duration // idle_stop in force (SetIdleStop)
 	closed  bool
-	wg     sync.WaitGroup
+	wg      sync.WaitGroup
 }
 
 // New reads the agent binary and returns a Manager.
