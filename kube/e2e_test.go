@@ -51,6 +51,7 @@ const e2eImage = "sygaldry/testbase:bookworm" // imported into the cluster by cl
 // whose kubeconfig holds only the RBAC that etc/kubernetes/rbac.yaml grants.
 type cluster struct {
 	cs         *kubernetes.Clientset // admin, for the test's own checks
+	admin      *rest.Config
 	ns         string
 	kubeconfig string // the gateway's: the service account's token
 	class      string // the storage class of the test's volume
@@ -159,6 +160,14 @@ func (c *cluster) applyRBAC(t *testing.T, ctx context.Context, admin *rest.Confi
 			t.Fatalf("apply rbac.yaml: %v", err)
 		}
 	}
+	c.admin = admin
+	c.kubeconfig = c.tokenKubeconfig(t, ctx, sa)
+}
+
+// tokenKubeconfig writes a kubeconfig holding a token of the namespace's
+// service account sa.
+func (c *cluster) tokenKubeconfig(t *testing.T, ctx context.Context, sa string) string {
+	t.Helper()
 	exp := int64(3600)
 	tok, err := c.cs.CoreV1().ServiceAccounts(c.ns).CreateToken(ctx, sa, &authv1.TokenRequest{
 		Spec: authv1.TokenRequestSpec{ExpirationSeconds: &exp},
@@ -167,14 +176,15 @@ func (c *cluster) applyRBAC(t *testing.T, ctx context.Context, admin *rest.Confi
 		t.Fatalf("token for %s: %v", sa, err)
 	}
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: admin.Host, CertificateAuthorityData: admin.CAData, CertificateAuthority: admin.CAFile}
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: c.admin.Host, CertificateAuthorityData: c.admin.CAData, CertificateAuthority: c.admin.CAFile}
 	kc.AuthInfos["gateway"] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
 	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "gateway", Namespace: c.ns}
 	kc.CurrentContext = "test"
-	c.kubeconfig = filepath.Join(t.TempDir(), "gateway.kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, c.kubeconfig); err != nil {
+	path := filepath.Join(t.TempDir(), sa+".kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
 		t.Fatal(err)
 	}
+	return path
 }
 
 // volume makes a PersistentVolume of the test's own class on a directory
@@ -466,6 +476,29 @@ members = ["alice", "bob"]
 	fwd.Process.Kill()
 	fwd.Wait()
 
+	// ssh -D, as VS Code's Remote-SSH opens it: a SOCKS proxy whose
+	// connections are dialled inside the pod.
+	dport := freePort(t)
+	socks := a.SSH(ctx, "-N", "-D", fmt.Sprintf("127.0.0.1:%d", dport), "--")
+	if err := socks.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { socks.Process.Kill(); socks.Wait() })
+	var out []byte
+	var err error
+	for i := 0; i < 50; i++ {
+		out, err = exec.CommandContext(ctx, "curl", "-sf", "--max-time", "5", "--socks5-hostname", fmt.Sprintf("127.0.0.1:%d", dport), "http://127.0.0.1:8777/").Output()
+		if err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(string(out), "served-from-pod") {
+		fail("-D forward: %v %q", err, out)
+	}
+	socks.Process.Kill()
+	socks.Wait()
+
 	// ssh -A: the client's agent answers inside the pod.
 	fa := a
 	fa.AgentSock = sshtest.StartAgent(t, ctx, bob)
@@ -502,9 +535,32 @@ members = ["alice", "bob"]
 
 	// sygctl sees pods and their nodes.
 	sygctl := testenv.Binary(t, "./cmd/sygctl", "sygctl")
-	out, err := exec.Command(sygctl, "--socket", filepath.Join(g.dir, "admin.sock"), "containers", "--json").CombinedOutput()
+	out, err = exec.Command(sygctl, "--socket", filepath.Join(g.dir, "admin.sock"), "containers", "--json").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"node": "localhost"`) && !strings.Contains(string(out), `"node":"localhost"`) {
 		fail("sygctl containers --json: %v\n%s", err, out)
+	}
+
+	// sygctl doctor on the gateway's config: the API answers and the
+	// gateway's identity holds every right it needs. With the namespace's
+	// default service account instead, it names what is missing.
+	doctor := func(cfgPath string) (string, int) {
+		cmd := exec.Command(sygctl, "doctor", "--config", cfgPath)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out), ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), 0
+	}
+	if out, code := doctor(g.cfg); code != 0 || !strings.Contains(out, "ok    kubernetes permissions") || !strings.Contains(out, "ok    kubernetes API: Kubernetes v1.34") {
+		fail("sygctl doctor on the gateway's config: exit %d\n%s", code, out)
+	}
+	cfgData, _ := os.ReadFile(g.cfg)
+	weak := filepath.Join(t.TempDir(), "weak.toml")
+	os.WriteFile(weak, bytes.Replace(cfgData, []byte(c.kubeconfig), []byte(c.tokenKubeconfig(t, ctx, "default")), 1), 0o644)
+	if out, code := doctor(weak); code != 1 || !strings.Contains(out, "FAIL  kubernetes permissions: the gateway may not: get pods in "+c.ns) {
+		fail("sygctl doctor with the default service account: exit %d\n%s", code, out)
 	}
 
 	// A restarted gateway adopts the running pod: same pod, same data.

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sygaldry/sygaldry/config"
 	"github.com/sygaldry/sygaldry/gateway"
@@ -18,7 +16,7 @@ import (
 // kubeParts is the Kubernetes backend: one pod per (project, user) in
 // kubernetes.namespace, GPUs placed by the scheduler.
 func kubeParts(cfg *config.Config, live *config.Live, agentPath string, log *slog.Logger) (parts, error) {
-	rc, err := restConfig(cfg.Kubernetes.Kubeconfig)
+	rc, err := kube.RESTConfig(cfg.Kubernetes.Kubeconfig)
 	if err != nil {
 		return parts{}, err
 	}
@@ -54,21 +52,4 @@ func kubeParts(cfg *config.Config, live *config.Live, agentPath string, log *slo
 		},
 		close: func() { mgr.Close() },
 	}, nil
-}
-
-// restConfig is the client configuration: from the kubeconfig file, or the
-// pod's service account when the gateway runs in the cluster.
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		rc, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes: no kubeconfig set and not running in a cluster: %w", err)
-		}
-		return rc, nil
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes.kubeconfig %s: %w", kubeconfig, err)
-	}
-	return rc, nil
 }

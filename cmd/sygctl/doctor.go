@@ -38,6 +38,11 @@ FAILs, 0 otherwise. Run it on the host, as root.
 
 A missing GPU piece FAILs, since the host exists for its GPUs; it is only a
 warning with --no-gpu-ok, or when every project of --config has gpus = "none".
+With --config of a gateway whose server.backend is "kubernetes", it checks
+instead what that gateway needs: the API server with the config's
+credentials, the rights of etc/kubernetes/rbac.yaml in kubernetes.namespace
+(asked of the API server as that identity), and nodes that advertise the
+GPU resource the projects ask for.
 With --json: a list of {check, status (ok, warn or fail), detail, fix}.`
 
 // doctorTimeout bounds the whole doctor run's engine calls.
@@ -124,6 +129,15 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sygctl doctor: %v\n", err)
 			return 1
 		}
+		if cfg.Server.Backend == config.BackendKubernetes {
+			gpuMissing := statusFail
+			if f.noGPUOK {
+				gpuMissing = statusWarn
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), doctorTimeout)
+			defer cancel()
+			return writeDoctor(stdout, stderr, f.json, kubeDoctor(ctx, cfg, gpuMissing))
+		}
 		host = cfg.Docker.Host
 		gpuFiles := gpuDockerfiles(cfg)
 		if len(gpuFiles) == 0 {
@@ -151,8 +165,13 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 		env.engine, env.engineHost = cl, cl.DaemonHost()
 	}
 
-	results := runDoctor(env)
-	if f.json {
+	return writeDoctor(stdout, stderr, f.json, runDoctor(env))
+}
+
+// writeDoctor prints the results and returns the exit code: 1 when a check
+// FAILed.
+func writeDoctor(stdout, stderr io.Writer, asJSON bool, results []checkResult) int {
+	if asJSON {
 		out := make([]checkResult, len(results))
 		for i, r := range results {
 			r.Status = strings.ToLower(r.Status)
