@@ -15,31 +15,42 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/internal/testenv"
 )
 
-// etc/kubernetes/rbac.yaml grants exactly what the backend does (and what
-// sygctl doctor checks): no right missing, none to spare.
-func TestRBACManifestGrantsWhatTheBackendNeeds(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("..", "etc", "kubernetes", "rbac.yaml"))
+// RBACManifest is etc/kubernetes/rbac.yaml's objects, decoded (for this
+// package's tests and the end-to-end test, which applies them).
+func RBACManifest(t testing.TB) []runtime.Object {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "etc", "kubernetes", "rbac.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var granted []string
+	var out []runtime.Object
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	for {
 		var raw runtime.RawExtension
 		if err := dec.Decode(&raw); err == io.EOF {
-			break
+			return out
 		} else if err != nil {
-			t.Fatal(err)
+			t.Fatalf("rbac.yaml: %v", err)
 		}
 		if len(bytes.TrimSpace(raw.Raw)) == 0 {
 			continue
 		}
 		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(raw.Raw, nil, nil)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("rbac.yaml: %v", err)
 		}
+		out = append(out, obj)
+	}
+}
+
+// etc/kubernetes/rbac.yaml grants exactly what the backend does (and what
+// sygctl doctor checks): no right missing, none to spare.
+func TestRBACManifestGrantsWhatTheBackendNeeds(t *testing.T) {
+	var granted []string
+	for _, obj := range RBACManifest(t) {
 		var rules []rbacv1.PolicyRule
 		scope := ""
 		switch o := obj.(type) {
