@@ -19,6 +19,8 @@
 #                       (the admin token is in system:masters), AlwaysAllow also works
 #   SYGALDRY_K8S_IMAGES images imported from Docker; default sygaldry/testbase:bookworm
 #                       (built by test/image/build.sh when missing)
+#   SYGALDRY_K8S_BUILD_JOBS  packages compiled at once by the build; default 1, so a
+#                       first build (5-30 minutes) leaves the machine usable
 #   GOCACHE             Go's build cache, as usual; keep it between runs
 #
 # Needs root, Docker, Debian's containerd, runc and containernetworking-plugins.
@@ -87,7 +89,7 @@ build() {
 	done
 	mkdir -p "$BIN"
 	local t0=$SECONDS
-	(cd "$here" && CGO_ENABLED=0 nice -n 19 go build -p 1 -trimpath -ldflags "$ld" -o "$BIN/" ./cmd/...) ||
+	(cd "$here" && CGO_ENABLED=0 nice -n 19 go build -p "${SYGALDRY_K8S_BUILD_JOBS:-1}" -trimpath -ldflags "$ld" -o "$BIN/" ./cmd/...) ||
 		die "go build of test/k8s/cmd/... failed"
 	log "binaries built in $((SECONDS - t0))s into $BIN"
 }
