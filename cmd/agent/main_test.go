@@ -101,8 +101,9 @@ func TestServeTCPNeedsAuthorizedKey(t *testing.T) {
 	}
 }
 
-// hostKeyFile writes a fresh ed25519 host key into dir.
-func hostKeyFile(t *testing.T, dir string) string {
+// hostKeyFile writes a fresh ed25519 host key into dir, and returns its
+// path and the key.
+func hostKeyFile(t *testing.T, dir string) (string, gossh.Signer) {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -112,7 +113,11 @@ func hostKeyFile(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return writeFile(t, dir, "host_key", string(pem.EncodeToMemory(block)))
+	host, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, dir, "host_key", string(pem.EncodeToMemory(block))), host
 }
 
 // Over TCP an ephemeral host key could not be pinned: refused too.
@@ -136,10 +141,11 @@ func TestServeBadAuthorizedKey(t *testing.T) {
 		{"garbage env", "", "hello", authorizedKeyEnv},
 		{"two lines in env", "", authorizedLine(newSigner(t).PublicKey()) + "\n" + authorizedLine(newSigner(t).PublicKey()), "one authorized_keys line"},
 	}
+	hostPath, _ := hostKeyFile(t, dir)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(authorizedKeyEnv, tc.env)
-			argv := []string{"sygaldry-agent", "serve", "--listen", "tcp:127.0.0.1:0", "--host-key", hostKeyFile(t, dir)}
+			argv := []string{"sygaldry-agent", "serve", "--listen", "tcp:127.0.0.1:0", "--host-key", hostPath}
 			if tc.flag != "" {
 				argv = append(argv, "--authorized-key", tc.flag)
 			}
@@ -201,19 +207,7 @@ func TestServeTCP(t *testing.T) {
 		t.Run(map[bool]string{false: "key file", true: "key in env"}[viaEnv], func(t *testing.T) {
 			dir := t.TempDir()
 			client := newSigner(t)
-			_, priv, err := ed25519.GenerateKey(rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
-			block, err := gossh.MarshalPrivateKey(priv, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			host, err := gossh.NewSignerFromKey(priv)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hostPath := writeFile(t, dir, "host_key", string(pem.EncodeToMemory(block)))
+			hostPath, host := hostKeyFile(t, dir)
 
 			cmd := exec.Command(os.Args[0], "serve", "--listen", "tcp:127.0.0.1:0", "--host-key", hostPath, "--log-level", "debug")
 			cmd.Dir = dir
