@@ -10,47 +10,25 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// use counts the gateway's connections inside one pod, and holds the idle
-// timer armed when the count drops to zero.
-type use struct {
-	n     int
-	timer *time.Timer
-	gen   uint64 // bumped on every arm and cancel; a firing timer checks it
-	since time.Time
-}
-
-func (u *use) stopTimer() {
-	if u.timer != nil {
-		u.timer.Stop()
-		u.timer = nil
-	}
-	u.gen++
-}
-
 // Acquire records a connection inside pod name: an acquired pod is neither
 // recreated nor deleted when idle. Pair it with Release.
 func (m *Manager) Acquire(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	u := m.useLocked(name)
-	u.n++
-	u.stopTimer()
-	u.since = time.Time{}
+	m.uses.Acquire(name)
 }
 
 // Release ends a use recorded by Acquire; at zero the idle timer starts.
 func (m *Manager) Release(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	u := m.uses[name]
-	if u == nil || u.n == 0 {
+	ok, idle := m.uses.Release(name)
+	if !ok {
 		m.log.Error("release of a pod that was not acquired", "pod", name)
 		return
 	}
-	u.n--
-	if u.n == 0 {
-		u.since = time.Now()
-		m.armLocked(name, u, m.idleFor)
+	if idle {
+		m.armLocked(name, m.idleFor)
 	}
 }
 
@@ -58,29 +36,17 @@ func (m *Manager) Release(name string) {
 func (m *Manager) InUse(name string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if u := m.uses[name]; u != nil {
-		return u.n
-	}
-	return 0
+	return m.uses.InUse(name)
 }
 
-func (m *Manager) useLocked(name string) *use {
-	u := m.uses[name]
-	if u == nil {
-		u = &use{}
-		m.uses[name] = u
-	}
-	return u
-}
-
-// armLocked starts name's idle timer (d 0: never).
-func (m *Manager) armLocked(name string, u *use, d time.Duration) {
-	u.stopTimer()
-	if d <= 0 || m.closed {
+// armLocked starts name's idle timer to fire after d (at once when that is
+// past), or forgets its use record when idle stop is off.
+func (m *Manager) armLocked(name string, d time.Duration) {
+	if m.idleFor <= 0 || m.closed {
+		m.uses.Forget(name)
 		return
 	}
-	gen := u.gen
-	u.timer = time.AfterFunc(d, func() { m.idleStop(name, gen) })
+	m.uses.Arm(name, d, func(gen uint64) { m.idleStop(name, gen) })
 }
 
 // RestoreIdle arms an idle timer for every running pod of the gateway's
@@ -95,12 +61,11 @@ func (m *Manager) RestoreIdle(ctx context.Context) (int, error) {
 	defer m.mu.Unlock()
 	n := 0
 	for _, p := range pods.Items {
-		u := m.useLocked(p.Name)
-		if u.n > 0 || u.timer != nil {
+		if m.uses.InUse(p.Name) > 0 || m.uses.Armed(p.Name) {
 			continue
 		}
-		u.since = time.Now()
-		m.armLocked(p.Name, u, m.idleFor)
+		m.uses.MarkIdle(p.Name)
+		m.armLocked(p.Name, m.idleFor)
 		n++
 	}
 	return n, nil
@@ -111,14 +76,13 @@ func (m *Manager) SetIdleStop(d time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.idleFor = d
-	for name, u := range m.uses {
-		if u.n == 0 && !u.since.IsZero() {
-			left := d - time.Since(u.since)
-			if d > 0 && left <= 0 {
-				left = time.Millisecond // idle longer than the new idle_stop already: now
-			}
-			m.armLocked(name, u, left)
+	for _, name := range m.uses.Idle() {
+		since := m.uses.Since(name)
+		if since.IsZero() {
+			since = time.Now()
 		}
+		// Idle longer than the new idle_stop already: now.
+		m.armLocked(name, d-time.Since(since))
 	}
 }
 
@@ -127,8 +91,7 @@ func (m *Manager) SetIdleStop(d time.Duration) {
 // at again one idle period later.
 func (m *Manager) idleStop(name string, gen uint64) {
 	m.mu.Lock()
-	u := m.uses[name]
-	if u == nil || u.gen != gen || u.n > 0 || m.closed {
+	if m.closed || !m.uses.Current(name, gen) {
 		m.mu.Unlock()
 		return
 	}
@@ -155,8 +118,8 @@ func (m *Manager) idleStop(name string, gen uint64) {
 	if len(jobs) > 0 {
 		m.log.Info("idle pod kept: its user left processes running", "pod", name, "processes", len(jobs))
 		m.mu.Lock()
-		if u := m.uses[name]; u != nil && u.n == 0 {
-			m.armLocked(name, u, m.idleFor)
+		if m.uses.InUse(name) == 0 {
+			m.armLocked(name, m.idleFor)
 		}
 		m.mu.Unlock()
 		return
@@ -166,8 +129,9 @@ func (m *Manager) idleStop(name string, gen uint64) {
 		return
 	}
 	m.mu.Lock()
-	if u := m.uses[name]; u != nil && u.n == 0 {
-		delete(m.uses, name)
+	if m.uses.InUse(name) == 0 {
+		m.uses.Forget(name)
+		m.uses.ForgetSince(name)
 	}
 	m.mu.Unlock()
 	m.log.Info("idle pod deleted; its claim keeps the data", "pod", name)

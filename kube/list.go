@@ -63,9 +63,8 @@ func (m *Manager) List(ctx context.Context) ([]PodInfo, error) {
 		}
 		m.mu.Lock()
 		in.IdleStop = m.idleFor
-		if u := m.uses[p.Name]; u != nil {
-			in.InUse, in.IdleSince, in.Tracked = u.n, u.since, u.n > 0 || u.timer != nil
-		}
+		in.InUse, in.IdleSince = m.uses.InUse(p.Name), m.uses.Since(p.Name)
+		in.Tracked = in.InUse > 0 || m.uses.Armed(p.Name)
 		m.mu.Unlock()
 		out = append(out, in)
 	}

@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/internal/idle"
 	"github.com/sygaldry/sygaldry/internal/keylock"
 	"github.com/sygaldry/sygaldry/internal/usererr"
 )
@@ -73,7 +74,7 @@ type Manager struct {
 	jobsOf func(ctx context.Context, pod string) ([]Job, error)
 
 	mu      sync.Mutex
-	uses    map[string]*use
+	uses    idle.Uses     // connections inside each pod, its idle timer
 	idleFor time.Duration // idle_stop in force (SetIdleStop)
 	closed  bool
 	wg      sync.WaitGroup
@@ -93,7 +94,7 @@ func New(o Options) (*Manager, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	m := &Manager{o: o, log: log.With("backend", "kubernetes"), agent: b, sum: hex.EncodeToString(sum[:]), uses: map[string]*use{}}
+	m := &Manager{o: o, log: log.With("backend", "kubernetes"), agent: b, sum: hex.EncodeToString(sum[:])}
 	m.jobsOf = m.jobs
 	m.idleFor = o.Config.Load().Server.IdleStop.D
 	return m, nil
@@ -103,9 +104,7 @@ func New(o Options) (*Manager, error) {
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	m.closed = true
-	for _, u := range m.uses {
-		u.stopTimer()
-	}
+	m.uses.StopAll()
 	m.mu.Unlock()
 	m.wg.Wait()
 	return nil

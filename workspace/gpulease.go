@@ -75,7 +75,7 @@ func (m *Manager) releaseGPUs(name string) {
 		m.log.Info("GPUs released", "container", name)
 	}
 	m.mu.Lock()
-	delete(m.idleSince, name)
+	m.uses.ForgetSince(name)
 	delete(m.gpuLost, name) // stopped or removed: a start sets its devices up anew
 	m.mu.Unlock()
 }
@@ -197,19 +197,14 @@ func (m *Manager) idleWord(name string) string {
 func (m *Manager) holderState(name string) (inUse int, idleSince time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if u := m.uses[name]; u != nil {
-		inUse = u.n
-	}
-	return inUse, m.idleSince[name]
+	return m.uses.InUse(name), m.uses.Since(name)
 }
 
 // touchIdleSince records that name is idle from now, unless it already was.
 func (m *Manager) touchIdleSince(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.idleSince[name]; !ok {
-		m.idleSince[name] = time.Now()
-	}
+	m.uses.MarkIdle(name)
 }
 
 // LeaseStatus is one container's lease with how its holder is doing, for

@@ -11,46 +11,25 @@ import (
 	"github.com/docker/docker/api/types/filters"
 )
 
-// use is the gateway's count of connections inside one container, and the
-// idle timer armed when it drops to zero.
-type use struct {
-	n     int
-	timer *time.Timer
-	gen   uint64 // bumped on every arm and cancel; a firing timer checks it
-}
-
-func (u *use) stopTimer() {
-	if u.timer != nil {
-		u.timer.Stop()
-		u.timer = nil
-	}
-	u.gen++
-}
-
 // Acquire records a connection using container name: an acquired container
 // is neither recreated nor stopped when idle. Pair it with Release.
 func (m *Manager) Acquire(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	u := m.useLocked(name)
-	u.n++
-	u.stopTimer()
-	delete(m.idleSince, name)
+	m.uses.Acquire(name)
 }
 
 // Release ends a use recorded by Acquire. At zero, the idle timer starts.
 func (m *Manager) Release(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	u := m.uses[name]
-	if u == nil || u.n == 0 {
+	ok, idle := m.uses.Release(name)
+	if !ok {
 		m.log.Error("release of a container that was not acquired", "container", name)
 		return
 	}
-	u.n--
-	if u.n == 0 {
-		m.idleSince[name] = time.Now()
-		m.armIdleLocked(name, u)
+	if idle {
+		m.armIdleLocked(name)
 	}
 }
 
@@ -58,10 +37,7 @@ func (m *Manager) Release(name string) {
 func (m *Manager) InUse(name string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if u := m.uses[name]; u != nil {
-		return u.n
-	}
-	return 0
+	return m.uses.InUse(name)
 }
 
 // touchIdle (re)starts the idle timer of a container nobody holds, so a
@@ -75,38 +51,24 @@ func (m *Manager) touchIdle(name string) {
 
 // touchIdleLocked is touchIdle with m.mu held.
 func (m *Manager) touchIdleLocked(name string) {
-	if u := m.useLocked(name); u.n == 0 {
-		if _, ok := m.idleSince[name]; !ok {
-			m.idleSince[name] = time.Now()
-		}
-		m.armIdleLocked(name, u)
+	if m.uses.InUse(name) == 0 {
+		m.uses.MarkIdle(name)
+		m.armIdleLocked(name)
 	}
 }
 
-// useLocked returns the use record of name, creating it. m.mu is held.
-func (m *Manager) useLocked(name string) *use {
-	u := m.uses[name]
-	if u == nil {
-		u = &use{}
-		m.uses[name] = u
-	}
-	return u
+func (m *Manager) armIdleLocked(name string) {
+	m.armIdleAfterLocked(name, m.opts.IdleStop)
 }
 
-func (m *Manager) armIdleLocked(name string, u *use) {
-	m.armIdleAfterLocked(name, u, m.opts.IdleStop)
-}
-
-// armIdleAfterLocked arms u's idle timer to fire after d, or forgets u when
-// idle stop is off.
-func (m *Manager) armIdleAfterLocked(name string, u *use, d time.Duration) {
-	u.stopTimer()
+// armIdleAfterLocked arms name's idle timer to fire after d, or forgets
+// its use record when idle stop is off.
+func (m *Manager) armIdleAfterLocked(name string, d time.Duration) {
 	if m.opts.IdleStop <= 0 || m.closed {
-		delete(m.uses, name)
+		m.uses.Forget(name)
 		return
 	}
-	gen := u.gen
-	u.timer = time.AfterFunc(max(d, 0), func() { m.idleStop(name, gen) })
+	m.uses.Arm(name, d, func(gen uint64) { m.idleStop(name, gen) })
 }
 
 // SetIdleStop puts a reloaded idle_stop in force. A container nobody holds
@@ -119,15 +81,12 @@ func (m *Manager) SetIdleStop(d time.Duration) {
 		return
 	}
 	m.opts.IdleStop = d
-	for name, u := range m.uses {
-		if u.n > 0 {
-			continue
-		}
-		since, ok := m.idleSince[name]
-		if !ok {
+	for _, name := range m.uses.Idle() {
+		since := m.uses.Since(name)
+		if since.IsZero() {
 			since = time.Now()
 		}
-		m.armIdleAfterLocked(name, u, d-time.Since(since))
+		m.armIdleAfterLocked(name, d-time.Since(since))
 	}
 }
 
@@ -191,10 +150,10 @@ func (m *Manager) WatchStarts(ctx context.Context) {
 func (m *Manager) armUntracked(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.uses[name]; ok || m.closed {
+	if m.uses.Tracked(name) || m.closed {
 		return
 	}
-	m.idleSince[name] = time.Now() // idle from its start
+	m.uses.SetSince(name, time.Now()) // idle from its start
 	m.touchIdleLocked(name)
 	m.log.Info("idle timer armed for a container started outside the gateway", "container", name, "idle_stop", m.opts.IdleStop)
 }
@@ -202,10 +161,7 @@ func (m *Manager) armUntracked(name string) {
 // idleStop stops container name if nobody acquired it since the timer of
 // generation gen was armed.
 func (m *Manager) idleStop(name string, gen uint64) {
-	current := func() bool {
-		u := m.uses[name]
-		return u != nil && u.n == 0 && u.gen == gen
-	}
+	current := func() bool { return m.uses.Current(name, gen) }
 	m.mu.Lock()
 	if m.closed || !current() {
 		m.mu.Unlock()
@@ -229,7 +185,7 @@ func (m *Manager) idleStop(name string, gen uint64) {
 	m.mu.Lock()
 	ok := current()
 	if ok {
-		delete(m.uses, name)
+		m.uses.Forget(name)
 	}
 	m.mu.Unlock()
 	if !ok {

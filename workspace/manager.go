@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/internal/idle"
 	"github.com/sygaldry/sygaldry/internal/keylock"
 	"github.com/sygaldry/sygaldry/link"
 )
@@ -136,12 +137,13 @@ type Manager struct {
 	// (gpuaccess.go); nil: the real probe over the link.
 	probe gpuProber
 
-	mu        sync.Mutex
-	uses      map[string]*use
-	idleSince map[string]time.Time // when a container's last use ended, for refusal lines
-	gpuLost   map[string]gpuLost   // running containers whose last GPU probe was denied (gpuaccess.go)
-	closed    bool
-	wg        sync.WaitGroup // Ensure calls and idle stops in flight
+	mu sync.Mutex
+	// uses are the connections inside each container, its idle timer and
+	// since when it is idle (for refusal lines and sygctl containers).
+	uses    idle.Uses
+	gpuLost map[string]gpuLost // running containers whose last GPU probe was denied (gpuaccess.go)
+	closed  bool
+	wg      sync.WaitGroup // Ensure calls and idle stops in flight
 }
 
 // NewManager returns a Manager; it connects to the engine lazily.
@@ -198,13 +200,11 @@ func newManager(api dockerAPI, closer io.Closer, opts Options) (*Manager, error)
 		log = slog.Default()
 	}
 	m := &Manager{
-		opts:      opts,
-		api:       api,
-		closer:    closer,
-		log:       log.With("component", "container"),
-		uses:      map[string]*use{},
-		idleSince: map[string]time.Time{},
-		gpuLost:   map[string]gpuLost{},
+		opts:    opts,
+		api:     api,
+		closer:  closer,
+		log:     log.With("component", "container"),
+		gpuLost: map[string]gpuLost{},
 	}
 	if opts.GPUs != nil {
 		m.leases = NewLeaseTable(opts.MaxGPUsPerUser, m.idleWord)
@@ -217,9 +217,7 @@ func newManager(api dockerAPI, closer io.Closer, opts Options) (*Manager, error)
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	m.closed = true
-	for _, u := range m.uses {
-		u.stopTimer()
-	}
+	m.uses.StopAll()
 	m.mu.Unlock()
 	m.wg.Wait()
 	if m.closer != nil {

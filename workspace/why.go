@@ -184,11 +184,8 @@ type idleView struct {
 func (m *Manager) idleViewOf(name string) idleView {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v := idleView{idleStop: m.opts.IdleStop, idleSince: m.idleSince[name]}
-	if u := m.uses[name]; u != nil {
-		v.held, v.armed = u.n, u.timer != nil
-	}
-	return v
+	return idleView{idleStop: m.opts.IdleStop, idleSince: m.uses.Since(name),
+		held: m.uses.InUse(name), armed: m.uses.Armed(name)}
 }
 
 // StopPlan says when container name is idle-stopped: running tells whether
