@@ -27,6 +27,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/sygaldry/sygaldry/config"
@@ -114,14 +115,7 @@ func (m *Manager) conf() *config.Config { return m.o.Config.Load() }
 
 func (m *Manager) ns() string { return m.conf().Kubernetes.Namespace }
 
-func (m *Manager) pods() podClient { return m.o.Client.CoreV1().Pods(m.ns()) }
-
-type podClient = interface {
-	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Pod, error)
-	Create(ctx context.Context, pod *corev1.Pod, opts metav1.CreateOptions) (*corev1.Pod, error)
-	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
-	List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error)
-}
+func (m *Manager) pods() corev1client.PodInterface { return m.o.Client.CoreV1().Pods(m.ns()) }
 
 // Ensure returns (project, user)'s pod with its agent answering: found,
 // re-adopted, or made. One caller per pod at a time; the others wait and
