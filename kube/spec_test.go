@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -269,6 +270,15 @@ func TestPendingLines(t *testing.T) {
 	if got := waitingProblem(pod); !strings.Contains(got, "ErrImageNeverPull") {
 		t.Errorf("waitingProblem = %q", got)
 	}
+	// A termination message is the container's own words: no escape
+	// sequence reaches the user's terminal, and its length is bounded.
+	pod.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: 64, Reason: "Error", Message: "no user\x1b]0;pwned\x07\n" + strings.Repeat("x", 1000),
+	}}
+	got := why(pod)
+	if strings.ContainsAny(got, "\x1b\x07\n") || utf8.RuneCountInString(got) > maxPodText+50 || !strings.Contains(got, "exited with code 64: Error no user?]0;pwned?") {
+		t.Errorf("why = %q", got)
+	}
 }
 
 // What the jobs listing reads comes from inside the pod: only "PID COMMAND"
@@ -341,5 +351,19 @@ func TestStartScriptOwnsOnlyFreshDirs(t *testing.T) {
 		if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != want {
 			t.Errorf("%s owned by %d, want %d", d, uid, want)
 		}
+	}
+}
+
+// An exec's output is the pod's: only the first bytes are kept, and every
+// write still succeeds, so the stream drains.
+func TestCapBuffer(t *testing.T) {
+	b := &capBuffer{max: 10}
+	for range 3 {
+		if n, err := b.Write([]byte("0123456")); n != 7 || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	if got := b.String(); got != "0123456012" {
+		t.Errorf("kept %q, want the first 10 bytes", got)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -159,7 +161,7 @@ func waitingProblem(pod *corev1.Pod) string {
 		switch w.Reason {
 		case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
 			"CreateContainerConfigError", "CreateContainerError", "RunContainerError":
-			return fmt.Sprintf("%s: %s", w.Reason, w.Message)
+			return podText(w.Reason + ": " + w.Message)
 		}
 	}
 	return ""
@@ -169,17 +171,40 @@ func waitingProblem(pod *corev1.Pod) string {
 func why(pod *corev1.Pod) string {
 	for _, cs := range pod.Status.ContainerStatuses {
 		if t := cs.State.Terminated; t != nil {
-			return fmt.Sprintf("container exited with code %d: %s %s", t.ExitCode, t.Reason, strings.TrimSpace(t.Message))
+			return fmt.Sprintf("container exited with code %d: %s", t.ExitCode, podText(t.Reason+" "+t.Message))
 		}
 		if w := cs.State.Waiting; w != nil {
-			return strings.TrimSpace(w.Reason + " " + w.Message)
+			return podText(w.Reason + " " + w.Message)
 		}
 	}
 	if pod.Status.Reason != "" {
-		return pod.Status.Reason + " " + pod.Status.Message
+		return podText(pod.Status.Reason + " " + pod.Status.Message)
 	}
 	return string(pod.Status.Phase)
 }
+
+// podText makes a pod's status text fit for the user's terminal and the
+// log: a container's termination message is whatever the container wrote,
+// so control characters (escape sequences) become '?', lines are joined,
+// and it is cut to maxPodText runes.
+func podText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case r == utf8.RuneError || !unicode.IsPrint(r) && r != ' ':
+			return '?'
+		}
+		return r
+	}, strings.TrimSpace(s))
+	if r := []rune(s); len(r) > maxPodText {
+		s = string(r[:maxPodText-1]) + "…"
+	}
+	return s
+}
+
+// maxPodText bounds a pod's status text in a user's line.
+const maxPodText = 200
 
 // nodeSize is the smallest schedulable node the project's pods may land on,
 // for limits given as a share of the host. Asked once a minute at most.

@@ -66,15 +66,38 @@ func (m *Manager) exec(ctx context.Context, pod string, cmd []string, stdin io.R
 	if err != nil {
 		return nil, err
 	}
-	var out, errb bytes.Buffer
-	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: &out, Stderr: &errb})
+	// What comes back is the pod's: kept to a bound, the rest read and
+	// dropped, so a pod cannot grow the gateway's memory through it.
+	out, errb := &capBuffer{max: maxExecOutput}, &capBuffer{max: maxExecStderr}
+	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: out, Stderr: errb})
 	if err != nil {
-		if s := strings.TrimSpace(errb.String()); s != "" {
+		if s := podText(errb.String()); s != "" {
 			return out.Bytes(), fmt.Errorf("%w: %s", err, s)
 		}
 		return out.Bytes(), err
 	}
 	return out.Bytes(), nil
+}
+
+// Bounds of what an exec's output may keep (the jobs listing is at most
+// maxJobs short lines; stderr only explains a failure).
+const (
+	maxExecOutput = 256 << 10
+	maxExecStderr = 4 << 10
+)
+
+// capBuffer keeps the first max bytes written to it and drops the rest,
+// still reporting every write as whole so the stream is drained.
+type capBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	if room := c.max - c.Len(); room > 0 {
+		c.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 // dialLink connects to a pod's agent and makes the link over it, proving
