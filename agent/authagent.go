@@ -14,6 +14,7 @@ import (
 // Each connection to it becomes an auth-agent@openssh.com channel opened
 // back over the same link, which the gateway passes to the client's agent.
 type agentForward struct {
+	tag  []byte // the gateway's tag for the session (fdpass.SharedRequest); nil: none
 	dir  string
 	path string
 	ln   net.Listener
@@ -23,7 +24,7 @@ type agentForward struct {
 // startAgentForward creates the socket in a fresh 0700 directory under the
 // temp dir, like sshd's /tmp/ssh-XXXXXXXXXX/agent.<pid>: only the container
 // user can reach it, whatever the socket's own mode.
-func (c *linkConn) startAgentForward(id uint64) (*agentForward, error) {
+func (c *linkConn) startAgentForward(id uint64, tag []byte) (*agentForward, error) {
 	dir, err := os.MkdirTemp("", "ssh-")
 	if err != nil {
 		return nil, fmt.Errorf("agent socket dir: %w", err)
@@ -34,7 +35,7 @@ func (c *linkConn) startAgentForward(id uint64) (*agentForward, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("agent socket: %w", err)
 	}
-	a := &agentForward{dir: dir, path: path, ln: ln, done: make(chan struct{})}
+	a := &agentForward{tag: tag, dir: dir, path: path, ln: ln, done: make(chan struct{})}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -50,16 +51,19 @@ func (c *linkConn) startAgentForward(id uint64) (*agentForward, error) {
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
-				c.forwardAgentConn(conn)
+				c.forwardAgentConn(conn, tag)
 			}()
 		}
 	}()
 	return a, nil
 }
 
-func (c *linkConn) forwardAgentConn(conn net.Conn) {
+// forwardAgentConn opens an auth-agent@openssh.com channel for conn; on a
+// shared link its extra data is the session's tag, which names the client
+// connection whose agent answers.
+func (c *linkConn) forwardAgentConn(conn net.Conn, tag []byte) {
 	const kind = "auth-agent@openssh.com"
-	c.openAndCopy(c.channelLog(kind), kind, nil, conn)
+	c.openAndCopy(c.channelLog(kind), kind, tag, conn)
 }
 
 // close removes the socket when the session ends; connections already made

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -13,10 +14,11 @@ import (
 	"github.com/sygaldry/sygaldry/internal/fdpass"
 )
 
-// linkConn is one link connection from the gateway (the gateway opens one per
-// client connection). It owns every goroutine started for it — channel
-// handlers, forward listeners and their copies — through wg, and its
-// serve returns only after all of them ended.
+// linkConn is one link connection from the gateway (one per container when
+// the gateway shares it among a container's client connections,
+// fdpass.SharedRequest; one per client connection otherwise). It owns every
+// goroutine started for it — channel handlers, forward listeners and their
+// copies — through wg, and its serve returns only after all of them ended.
 type linkConn struct {
 	srv *Server
 	id  uint64
@@ -36,6 +38,10 @@ type linkConn struct {
 	ended    bool // the link is gone: forward requests that still arrive are refused
 	forwards map[string]*remoteForward
 	fds      *net.UnixConn // the gateway's descriptor connection (fdpass.go); nil: none
+	// shared is set once the gateway said it shares this link among client
+	// connections (fdpass.SharedRequest): sessions then take a tag
+	// (fdpass.TagRequest) that their auth-agent channels echo.
+	shared atomic.Bool
 
 	fdMu sync.Mutex // one message at a time on fds
 }
@@ -161,6 +167,11 @@ func (c *linkConn) handleGlobalRequests(reqs <-chan *ssh.Request) {
 			ok, payload = c.gpuProbe(req.Payload) // gpuprobe.go
 		case fdpass.BindRequest:
 			ok = c.bindFDs(req.Payload) // fdpass.go
+		case fdpass.SharedRequest:
+			ok = len(req.Payload) == 0
+			if ok {
+				c.shared.Store(true)
+			}
 		default:
 			// keepalive@openssh.com and the rest: any reply resets the
 			// client's keepalive counter, and false is what sshd sends.

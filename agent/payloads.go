@@ -1,9 +1,12 @@
 package agent
 
 import (
-	"github.com/sygaldry/sygaldry/internal/sshmsg"
+	"bytes"
+	"encoding/binary"
 	"strings"
 	"syscall"
+
+	"github.com/sygaldry/sygaldry/internal/sshmsg"
 )
 
 // Decoding of every request payload and channel-open extra data the agent
@@ -123,6 +126,14 @@ func decodeAuthAgentReq(payload []byte) error {
 		return sshmsg.Malformed("auth-agent-req", "unexpected payload")
 	}
 	return nil
+}
+
+// decodeTag returns the tag of fdpass.TagRequest: 8 bytes, not all zero.
+func decodeTag(payload []byte) ([]byte, error) {
+	if len(payload) != 8 || binary.BigEndian.Uint64(payload) == 0 {
+		return nil, sshmsg.Malformed("tag", "not a non-zero 8-byte tag")
+	}
+	return bytes.Clone(payload), nil
 }
 
 // decodeDirectTCPIP returns the target of a direct-tcpip open (§7.2).

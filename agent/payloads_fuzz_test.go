@@ -239,6 +239,19 @@ func FuzzAuthAgentReq(f *testing.F) {
 	})
 }
 
+func FuzzTag(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 7})
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		want := len(payload) == 8 && !bytes.Equal(payload, make([]byte, 8))
+		tag, err := decodeTag(payload)
+		if (err == nil) != want || (want && !bytes.Equal(tag, payload)) {
+			t.Fatalf("tag %q: %q, %v", payload, tag, err)
+		}
+	})
+}
+
 func FuzzDirectTCPIP(f *testing.F) {
 	for _, m := range []sshmsg.DirectTCPIP{{Host: "localhost", Port: 8888, OrigHost: "127.0.0.1", OrigPort: 50000}, {Host: "::1", Port: 0, OrigHost: "", OrigPort: 0},
 		{Host: "db", Port: 65536, OrigHost: "x", OrigPort: 1}, {Host: "db", Port: 5432, OrigHost: "x", OrigPort: 70000}, {Host: "db\x00evil", Port: 22, OrigHost: "x", OrigPort: 1}, {Host: "db", Port: 22, OrigHost: "x\x00", OrigPort: 1}, {Host: "", Port: 80, OrigHost: "", OrigPort: 0}} {

@@ -36,6 +36,7 @@ type session struct {
 	pty     *ptyDevice
 	term    string
 	agent   *agentForward
+	tag     []byte // the gateway's tag for this session's connection (fdpass.TagRequest); nil: none
 	fdID    uint64 // the gateway's descriptor id (fdpass.go); 0: the link carries the bytes
 	kind    string // "shell", "exec" or "subsystem" once started
 	command string
@@ -149,11 +150,22 @@ func (s *session) handle(req *ssh.Request) (bool, func()) {
 		}
 		s.fdID = id
 		return true, nil
-	case "auth-agent-req@openssh.com":
-		if s.kind != "" || s.agent != nil || decodeAuthAgentReq(req.Payload) != nil {
+	case fdpass.TagRequest:
+		// Only on a link the gateway shares, once, before anything runs.
+		tag, err := decodeTag(req.Payload)
+		if s.kind != "" || s.tag != nil || err != nil || s.c == nil || !s.c.shared.Load() {
 			return false, nil
 		}
-		a, err := s.c.startAgentForward(s.id)
+		s.tag = tag
+		return true, nil
+	case "auth-agent-req@openssh.com":
+		if s.kind != "" || s.agent != nil {
+			return false, nil
+		}
+		if decodeAuthAgentReq(req.Payload) != nil {
+			return false, nil
+		}
+		a, err := s.c.startAgentForward(s.id, s.tag)
 		if err != nil {
 			s.log.Warn("agent forwarding failed", "err", err)
 			return false, nil

@@ -52,19 +52,20 @@ func (s *Server) handleChannel(_ *ssh.Server, conn *gossh.ServerConn, nc gossh.N
 		return
 	}
 
-	l, t, _, err := st.getLink(st.life, io.Discard)
+	l, err := st.getLink(st.life, io.Discard)
 	if err != nil {
 		nc.Reject(gossh.ConnectionFailed, usererr.Message(err))
 		return
 	}
-	if fds := st.linkFDs(); fds != nil {
+	t := l.t
+	if l.fds != nil {
 		switch nc.ChannelType() {
 		case "direct-tcpip", "direct-streamlocal@openssh.com":
-			st.forwardFD(nc, l, fds, t) // offload.go
+			st.forwardFD(nc, l) // offload.go
 			return
 		}
 	}
-	ach, areqs, err := l.OpenChannel(nc.ChannelType(), nc.ExtraData())
+	ach, areqs, err := l.cl.OpenChannel(nc.ChannelType(), nc.ExtraData())
 	if err != nil {
 		rejectAs(nc, err)
 		return
@@ -90,13 +91,14 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	term := newTermMode() // termlines.go
 	queued := st.queueRequests(reqs, term)
 
-	l, t, linkDone, err := st.getLink(st.life, term.writer(ch.Stderr()))
+	l, err := st.getLink(st.life, term.writer(ch.Stderr()))
 	if err != nil {
 		io.WriteString(ch.Stderr(), term.line(usererr.Message(err), true))
 		refuseAll(ch, queued)
 		return
 	}
-	ach, areqs, err := l.OpenChannel("session", nil)
+	t := l.t
+	ach, areqs, err := l.cl.OpenChannel("session", nil)
 	if err != nil {
 		st.log.Error("open session on link", "container", t.Name, "err", err)
 		io.WriteString(ch.Stderr(), term.line("the "+t.Name+" container refused a new session; try again", true))
@@ -106,7 +108,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	// Ask the agent for the process's descriptors (offload.go): the bytes
 	// then skip the link's second crypto hop.
 	var off *offload
-	if fds := st.linkFDs(); fds != nil {
+	if fds := l.fds; fds != nil {
 		id := fds.Reserve()
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], id)
@@ -114,6 +116,13 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 			off = newOffload(fds, id, st.log.With("container", t.Name))
 		} else {
 			fds.Forget(id)
+		}
+	}
+	// On a shared link the agent learns whose session it is, to tag the
+	// session's agent-forwarding connections (agentlink.go).
+	if l.shared {
+		if ok, err := ach.SendRequest(fdpass.TagRequest, true, st.tag()); !ok || err != nil {
+			st.log.Warn("the agent refused a session's tag; its agent forwarding will be refused", "container", t.Name, "err", err)
 		}
 	}
 	// What sshd puts in every session's environment (the agent adds USER,
@@ -134,7 +143,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	st.proxy("session", ch, queued, ach, areqs, t, func(p *pipe, sess *sessions.Session) {
 		p.session = true
 		p.term = term
-		p.linkLost = linkDone
+		p.linkLost = l.done
 		p.off = off
 		caps := &sessionLimits{} // limits.go
 		p.onRequest = func(req *gossh.Request) bool {
@@ -308,11 +317,22 @@ func (s *Server) handleGlobalForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 	}
 	replied, granted := true, false
 	defer func() { counted(replied, granted) }()
-	l, _, _, err := st.getLink(st.life, io.Discard)
+	l, err := st.getLink(st.life, io.Discard)
 	if err != nil {
 		return false, nil
 	}
-	granted, payload, err := l.SendRequest(req.Type, req.WantReply, req.Payload)
+	// On a shared link a connection cancels only its own forwards, as
+	// under sshd (agentlink.go).
+	key, cancel, isRoute := forwardRoute(req.Type, req.Payload, nil)
+	cancelling := isRoute && cancel.typ == req.Type
+	if cancelling && !l.owns(st, key) {
+		return false, nil
+	}
+	// The route is asked for: the reply must come back to learn an
+	// allocated port, even when the client wants none.
+	done := l.asking()
+	defer done()
+	granted, payload, err := l.cl.SendRequest(req.Type, req.WantReply || l.shared, req.Payload)
 	if err != nil {
 		st.log.Warn("forward request to agent", "type", req.Type, "err", err)
 		granted = false
@@ -321,6 +341,9 @@ func (s *Server) handleGlobalForward(ctx ssh.Context, _ *ssh.Server, req *gossh.
 	replied = req.WantReply
 	if granted {
 		st.asked.note(req.Type) // asked.go
+		if key, cancel, ok := forwardRoute(req.Type, req.Payload, payload); ok {
+			l.route(st, key, cancel, !cancelling)
+		}
 	}
 	return granted, payload
 }

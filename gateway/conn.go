@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,18 +15,20 @@ import (
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/sygaldry/sygaldry/internal/fdpass"
 	"github.com/sygaldry/sygaldry/link"
 	"github.com/sygaldry/sygaldry/sessions"
 )
 
 // connState is one client connection: its authentication state, its link to
-// the agent (made on the first channel or forward request, shared by every
-// channel of the connection) and the cleanup that runs when it ends.
+// the agent (attached on the first channel or forward request, used by every
+// channel of the connection, and shared with the container's other
+// connections where the agent allows it: agentlink.go) and the cleanup that
+// runs when it ends.
 type connState struct {
 	s      *Server
 	ctx    ssh.Context
 	raw    net.Conn
+	seq    uint64 // the N of id; the tag of its agent-forwarding sessions on a shared link
 	id     string
 	log    *slog.Logger
 	start  time.Time
@@ -41,12 +42,13 @@ type connState struct {
 
 	mu       sync.Mutex
 	linking  chan struct{} // non-nil while a link is being made
-	link     *gossh.Client
-	fds      *link.FDs // the agent's descriptor socket; nil: the link carries the bytes
+	link     *agentLink
 	target   Target
 	acquired bool
-	linkDone chan struct{} // closed when the link connection ends
 	chans    channelCount
+	// forwards are the remote forwards the connection holds on a shared
+	// link, to cancel when it leaves; guarded by link.mu (agentlink.go).
+	forwards map[string]forwardCancel
 
 	// life is the parent of every channel's context. end cancels it with a
 	// cause its users are told (revoked access, admin kill, panic); it is
@@ -72,11 +74,13 @@ type connState struct {
 func newConnState(s *Server, ctx ssh.Context, c net.Conn) *connState {
 	// "c<N>": connection IDs never look like the numeric session IDs, so
 	// `sygctl sessions kill ID` knows which one it was given.
-	id := "c" + strconv.FormatUint(s.connSeq.Add(1), 10)
+	seq := s.connSeq.Add(1)
+	id := "c" + strconv.FormatUint(seq, 10)
 	st := &connState{
 		s:     s,
 		ctx:   ctx,
 		raw:   c,
+		seq:   seq,
 		id:    id,
 		log:   s.log().With("conn", id, "remote", c.RemoteAddr().String()),
 		start: time.Now(),
@@ -177,14 +181,11 @@ func (st *connState) run() {
 	st.s.metrics.authDelta(-1)
 	st.chans.Wait()
 	st.mu.Lock()
-	l, fds, target, acquired := st.link, st.fds, st.target, st.acquired
-	st.link, st.fds, st.acquired = nil, nil, false
+	l, target, acquired := st.link, st.target, st.acquired
+	st.link, st.acquired = nil, false
 	st.mu.Unlock()
 	if l != nil {
-		l.Close()
-	}
-	if fds != nil {
-		fds.Close()
+		l.detach(st)
 	}
 	if acquired {
 		st.s.containers.Release(target.Name)
@@ -254,13 +255,13 @@ func (st *connState) keepalive() {
 // first. Concurrent callers share one attempt; a failed attempt is retried
 // by the next caller. progress receives the user-facing lines of a slow
 // start (image build, container creation).
-func (st *connState) getLink(ctx context.Context, progress io.Writer) (*gossh.Client, Target, <-chan struct{}, error) {
+func (st *connState) getLink(ctx context.Context, progress io.Writer) (*agentLink, error) {
 	for {
 		st.mu.Lock()
 		if st.link != nil {
-			l, t, d := st.link, st.target, st.linkDone
+			l := st.link
 			st.mu.Unlock()
-			return l, t, d, nil
+			return l, nil
 		}
 		if wait := st.linking; wait != nil {
 			st.mu.Unlock()
@@ -268,69 +269,41 @@ func (st *connState) getLink(ctx context.Context, progress io.Writer) (*gossh.Cl
 			case <-wait:
 				continue
 			case <-ctx.Done():
-				return nil, Target{}, nil, context.Cause(ctx)
+				return nil, context.Cause(ctx)
 			}
 		}
 		done := make(chan struct{})
 		st.linking = done
 		st.mu.Unlock()
 
-		l, fds, t, err := st.dial(ctx, progress)
+		l, err := st.dial(ctx, progress)
 
 		st.mu.Lock()
 		st.linking = nil
 		if err == nil {
-			st.link, st.fds, st.target = l, fds, t
-			st.linkDone = make(chan struct{})
-			linkDone := st.linkDone
-			// One goroutine for the link's life: it serves the channels
-			// the agent opens until the link closes, then marks it done.
-			// (The agent opens none before the link is handed out: they
-			// answer forwards and agent requests made on it.)
-			var agentChans []<-chan gossh.NewChannel
-			for _, typ := range []string{"forwarded-tcpip", "forwarded-streamlocal@openssh.com", "auth-agent@openssh.com"} {
-				agentChans = append(agentChans, l.HandleChannelOpen(typ), l.HandleChannelOpen(fdpass.ForwardedVariant(typ)))
-			}
-			st.s.wg.Add(1)
-			go func() {
-				defer st.s.wg.Done()
-				defer st.recoverPanic("link")
-				defer close(linkDone)
-				st.serveAgentChannels(t, agentChans) // returns once the link is gone
-				l.Wait()
-				if fds != nil {
-					fds.Close()
-				}
-			}()
+			st.link, st.target = l, l.t
 			if e := st.entry.Load(); e != nil {
-				e.SetContainer(t.Name)
+				e.SetContainer(l.t.Name)
 			}
 		}
 		st.mu.Unlock()
 		close(done)
 		if err != nil {
-			return nil, Target{}, nil, err
+			return nil, err
 		}
 	}
 }
 
-// linkFDs is the link's descriptor socket, nil when there is none.
-func (st *connState) linkFDs() *link.FDs {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.fds
-}
-
 // dial ensures the container, holds a reference on it for the connection's
-// life, and connects to its agent.
-func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Client, *link.FDs, Target, error) {
+// life, and attaches the connection to a link to its agent.
+func (st *connState) dial(ctx context.Context, progress io.Writer) (*agentLink, error) {
 	user, project := st.identity()
 	if user == "" {
-		return nil, nil, Target{}, usererr.Errorf("not authenticated")
+		return nil, usererr.Errorf("not authenticated")
 	}
 	p, ok := st.s.conf().Project(project)
 	if !ok {
-		return nil, nil, Target{}, usererr.Errorf("project %q is no longer configured", project)
+		return nil, usererr.Errorf("project %q is no longer configured", project)
 	}
 	start := time.Now()
 	t, err := st.s.containers.Ensure(ctx, p, user, progress)
@@ -341,39 +314,16 @@ func (st *connState) dial(ctx context.Context, progress io.Writer) (*gossh.Clien
 			// The details belong in the log above, not in a user's terminal.
 			err = usererr.New("your container could not be started; the administrator can find the details in the gateway log", err)
 		}
-		return nil, nil, Target{}, err
+		return nil, err
 	}
 	st.mu.Lock()
 	if !st.acquired {
 		st.s.containers.Acquire(t.Name)
 		st.acquired = true
+		st.target = t
 	}
 	st.mu.Unlock()
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var l *gossh.Client
-	if t.Dial != nil {
-		l, err = t.Dial(dctx)
-	} else {
-		l, err = link.WaitReady(dctx, t.SocketPath, t.Peer)
-	}
-	if errors.Is(err, link.ErrUntrusted) {
-		// Somebody tampered with the container's link directory (a symlink
-		// to another container's agent, a socket of another process): the
-		// admin gets the details, the user one line, the socket nothing.
-		st.log.Error("agent socket failed verification; nothing was sent to it", "user", user, "project", project, "container", t.Name, "err", err)
-		return nil, nil, Target{}, usererr.Errorf("the agent of your %s container could not be verified, so nothing was sent to it; the administrator can find the details in the gateway log", project)
-	}
-	if err != nil {
-		st.log.Error("link to agent", "container", t.Name, "err", err)
-		return nil, nil, Target{}, usererr.Errorf("the %s container does not answer; try again, or ask an admin to check `sygctl containers`", project)
-	}
-	var fds *link.FDs
-	if t.Dial == nil {
-		fds = st.dialFDs(dctx, l, t)
-	}
-	st.log.Debug("link up", "container", t.Name, "descriptors", fds != nil)
-	return l, fds, t, nil
+	return st.s.attachLink(ctx, st, t) // agentlink.go
 }
 
 // dialFDs opens the agent's descriptor socket, so sessions and forwards
@@ -400,37 +350,10 @@ func (st *connState) dialFDs(ctx context.Context, l *gossh.Client, t Target) *li
 	return nil
 }
 
-// serveAgentChannels joins channels the agent opens (remote forwards,
-// agent-forwarding connections, and their descriptor variants) to new
-// channels towards the client. One goroutine serves all kinds, in the
-// order they come: an idle connection should cost little.
-func (st *connState) serveAgentChannels(t Target, ins []<-chan gossh.NewChannel) {
-	defer st.recoverPanic("agent channels")
-	cases := make([]reflect.SelectCase, len(ins))
-	for i, in := range ins {
-		cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(in)}
-	}
-	for live := len(cases); live > 0; {
-		i, v, ok := reflect.Select(cases)
-		if !ok {
-			cases[i].Chan = reflect.Value{} // closed: ignored from now on
-			live--
-			continue
-		}
-		nc := v.Interface().(gossh.NewChannel)
-		if base, isFD := fdpass.ForwardedBase(nc.ChannelType()); isFD {
-			st.agentChannelFD(nc, base, t) // offload.go
-			continue
-		}
-		st.agentChannel(nc, t)
-	}
-}
-
-// agentChannel checks one channel the agent opened and joins it to the
-// client.
-func (st *connState) agentChannel(nc gossh.NewChannel, t Target) {
-	typ := nc.ChannelType()
-	ch, reqs, ok := st.openTowardsClient(nc, typ, nc.ExtraData())
+// agentChannel checks one channel the agent opened on l as typ (the
+// client's extra data: extra) and joins it to the client.
+func (st *connState) agentChannel(nc gossh.NewChannel, typ string, extra []byte, l *agentLink) {
+	ch, reqs, ok := st.openTowardsClient(nc, typ, extra)
 	if !ok {
 		return
 	}
@@ -443,7 +366,7 @@ func (st *connState) agentChannel(nc gossh.NewChannel, t Target) {
 	go func() {
 		defer st.chans.Done()
 		defer st.recoverPanic("agent channel " + typ)
-		st.proxy(typ, ch, reqs, ach, areqs, t, nil)
+		st.proxy(typ, ch, reqs, ach, areqs, l.t, nil)
 	}()
 }
 

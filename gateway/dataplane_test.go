@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,11 +68,33 @@ type inproc struct {
 	client   sshtest.Client
 	home     string        // the agent's $HOME
 	agentLog *lockedBuffer // what the agent logged
+	links    *atomic.Int64 // link connections the agent accepted (nil: not counted)
+}
+
+// countingListener counts the connections it accepted.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (c countingListener) Accept() (net.Conn, error) {
+	conn, err := c.Listener.Accept()
+	if err == nil {
+		c.n.Add(1)
+	}
+	return conn, err
 }
 
 // newInproc serves a gateway whose one project lands in an agent running in
 // this process. fdpass: whether the gateway takes the agent's descriptors.
-func newInproc(t *testing.T, fdpass bool) *inproc {
+func newInproc(t testing.TB, fdpass bool) *inproc {
+	t.Helper()
+	return newInprocWith(t, gateway.Options{NoFDPass: !fdpass})
+}
+
+// newInprocWith is newInproc with the gateway options o (Config,
+// Containers and Logger are filled in).
+func newInprocWith(t testing.TB, o gateway.Options) *inproc {
 	t.Helper()
 	dir := testenv.ShortTempDir(t)
 	home := filepath.Join(dir, "home")
@@ -94,7 +117,8 @@ func newInproc(t *testing.T, fdpass bool) *inproc {
 		Shell:  "/bin/sh",
 		Self:   testenv.AgentBinary(t),
 	}
-	go srv.Serve(ln)
+	links := new(atomic.Int64)
+	go srv.Serve(countingListener{ln, links})
 	go srv.ServeFDs(fdln)
 	t.Cleanup(func() { srv.Close() })
 
@@ -102,12 +126,14 @@ func newInproc(t *testing.T, fdpass bool) *inproc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serveInproc(t, dir, home, sock, ns, fdpass, alog)
+	w := serveInproc(t, dir, home, sock, ns, o, alog)
+	w.links = links
+	return w
 }
 
 // serveInproc serves a gateway whose one project lands in the agent on
 // sock, in pid namespace ns.
-func serveInproc(t testing.TB, dir, home, sock string, ns link.NS, fdpass bool, alog *lockedBuffer) *inproc {
+func serveInproc(t testing.TB, dir, home, sock string, ns link.NS, o gateway.Options, alog *lockedBuffer) *inproc {
 	t.Helper()
 	target := gateway.Target{Name: "inproc", SocketPath: sock, Peer: link.Peer{Container: "inproc", PidNS: ns}}
 	alice := sshtest.NewKey(t, dir, "alice")
@@ -124,8 +150,9 @@ keys = [%q]
 		t.Fatal(err)
 	}
 	live := config.NewLive(cfg)
-	gw := mustNew(t, gateway.Options{Config: live, Containers: inprocContainers{target}, NoFDPass: !fdpass,
-		Logger: slog.New(slog.NewTextHandler(testenv.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	o.Config, o.Containers = live, inprocContainers{target}
+	o.Logger = slog.New(slog.NewTextHandler(testenv.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	gw := mustNew(t, o)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sygaldry/sygaldry/gateway"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/link"
 )
@@ -142,7 +143,7 @@ func newInprocAgentProcess(b *testing.B, fdpass bool) *inproc {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return serveInproc(b, dir, home, sock, ns, fdpass, &lockedBuffer{})
+	return serveInproc(b, dir, home, sock, ns, gateway.Options{NoFDPass: !fdpass}, &lockedBuffer{})
 }
 
 // writeProfiles saves the heap and goroutine profiles at the peak, to see

@@ -272,14 +272,15 @@ func (o *offload) close() {
 // the gateway then copies between the client's channel and the socket,
 // with no second crypto hop. A refused dial reaches the client as the same
 // refused open as before.
-func (st *connState) forwardFD(nc gossh.NewChannel, l *gossh.Client, fds *link.FDs, t Target) {
+func (st *connState) forwardFD(nc gossh.NewChannel, l *agentLink) {
+	fds, t := l.fds, l.t
 	typ := fdpass.DirectTCPIP
 	if nc.ChannelType() == "direct-streamlocal@openssh.com" {
 		typ = fdpass.DirectStreamLocal
 	}
 	id := fds.Reserve()
 	extra := binary.BigEndian.AppendUint64(nil, id)
-	ach, areqs, err := l.OpenChannel(typ, append(extra, nc.ExtraData()...))
+	ach, areqs, err := l.cl.OpenChannel(typ, append(extra, nc.ExtraData()...))
 	if err != nil {
 		fds.Forget(id)
 		rejectAs(nc, err)
@@ -393,20 +394,18 @@ func (eofReadWriter) Write(b []byte) (int, error) { return len(b), nil }
 // (fdpass.ForwardedTCPIP and friends): the same checks as agentChannel on
 // the base type and payload, a twin towards the client, then the socket the
 // agent accepted in the container, copied to the client's channel.
-func (st *connState) agentChannelFD(nc gossh.NewChannel, base string, t Target) {
-	fds := st.linkFDs()
-	extra := nc.ExtraData()
-	if fds == nil || len(extra) < 8 {
+func (st *connState) agentChannelFD(nc gossh.NewChannel, base string, id uint64, extra []byte, l *agentLink) {
+	fds, t := l.fds, l.t
+	if fds == nil {
 		nc.Reject(gossh.Prohibited, "no descriptor connection")
 		return
 	}
-	id := binary.BigEndian.Uint64(extra)
 	if !fds.ReserveAgent(id) {
 		st.log.Warn("the container opened a channel with a descriptor id that is not its own or is in use; refused", "type", nc.ChannelType())
 		nc.Reject(gossh.Prohibited, "bad descriptor id")
 		return
 	}
-	ch, reqs, ok := st.openTowardsClient(nc, base, extra[8:])
+	ch, reqs, ok := st.openTowardsClient(nc, base, extra)
 	if !ok {
 		fds.Forget(id)
 		return

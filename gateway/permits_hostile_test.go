@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sygaldry/sygaldry/config"
 	"github.com/sygaldry/sygaldry/gateway"
+	"github.com/sygaldry/sygaldry/internal/fdpass"
 	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/link"
@@ -28,7 +30,11 @@ type hostileAgent struct {
 	target    gateway.Target
 	typ       string
 	malformed bool // open the channel with a payload cut short
-	opened    chan error
+	// shared: accept fdpass.SharedRequest, as a current agent does, and
+	// send auth-agent channels with the tag the session got (forgeTag:
+	// another connection's).
+	shared, forgeTag bool
+	opened           chan error
 }
 
 func (h *hostileAgent) Ensure(context.Context, config.Resolved, string, io.Writer) (gateway.Target, error) {
@@ -39,12 +45,18 @@ func (*hostileAgent) Release(string) {}
 
 func startHostileAgent(t *testing.T, typ string) *hostileAgent {
 	t.Helper()
-	return startHostileAgentWith(t, typ, false)
+	return startHostileAgentWith(t, typ, hostileOpts{})
+}
+
+// hostileOpts are how a hostile agent's channel opens go wrong.
+type hostileOpts struct {
+	malformed, shared, forgeTag bool
 }
 
 // startHostileAgentWith is startHostileAgent whose channel opens carry a
-// payload cut short when malformed is set.
-func startHostileAgentWith(t *testing.T, typ string, malformed bool) *hostileAgent {
+// payload cut short when malformed is set, and which shares its link when
+// shared is.
+func startHostileAgentWith(t *testing.T, typ string, o hostileOpts) *hostileAgent {
 	t.Helper()
 	dir := testenv.ShortTempDir(t)
 	host := sshtest.NewKey(t, dir, "agent-host-key")
@@ -62,7 +74,9 @@ func startHostileAgentWith(t *testing.T, typ string, malformed bool) *hostileAge
 		target: gateway.Target{Name: "hostile", SocketPath: sock,
 			Peer: link.Peer{Container: "hostile", PidNS: ns, HostKey: host.Signer.PublicKey()}},
 		typ:       typ,
-		malformed: malformed,
+		malformed: o.malformed,
+		shared:    o.shared,
+		forgeTag:  o.forgeTag,
 		opened:    make(chan error, 16),
 	}
 	cfg := &gossh.ServerConfig{NoClientAuth: true}
@@ -89,7 +103,7 @@ func (h *hostileAgent) serve(c net.Conn, cfg *gossh.ServerConfig) {
 	go func() {
 		// Every forward request "succeeds": only the gateway refuses.
 		for r := range reqs {
-			r.Reply(true, nil)
+			r.Reply(r.Type != fdpass.SharedRequest || h.shared, nil)
 		}
 	}()
 	for nc := range chans {
@@ -103,13 +117,24 @@ func (h *hostileAgent) serve(c net.Conn, cfg *gossh.ServerConfig) {
 		}
 		go func() {
 			defer ch.Close()
+			var tag []byte // the gateway's tag for the session, on a shared link
 			for r := range creqs {
 				r.Reply(true, nil)
+				if r.Type == fdpass.TagRequest {
+					tag = r.Payload
+				}
 				if r.Type != "exec" {
 					continue
 				}
 				var extra []byte
 				switch h.typ {
+				case "auth-agent@openssh.com":
+					if h.shared && len(tag) == 8 {
+						extra = binary.BigEndian.AppendUint64(nil, binary.BigEndian.Uint64(tag))
+						if h.forgeTag {
+							extra = binary.BigEndian.AppendUint64(nil, binary.BigEndian.Uint64(tag)+1)
+						}
+					}
 				case "forwarded-tcpip":
 					extra = gossh.Marshal(struct {
 						Addr     string
@@ -140,84 +165,100 @@ func (h *hostileAgent) serve(c net.Conn, cfg *gossh.ServerConfig) {
 // (agent connections, remote-forwarded connections) are refused by the
 // gateway when the key may not have them, and when the client did not ask
 // for agent forwarding or a remote forward on that connection.
+//
+// On a link the agent shares (fdpass.SharedRequest) the same holds, and an
+// agent connection that carries another connection's tag is refused.
 func TestAgentChannelsFollowKeyRestrictions(t *testing.T) {
-	for _, tc := range []struct {
+	type testCase struct {
 		options, typ string
 		ask          bool // the client asks for agent forwarding or a remote forward first
 		malformed    bool // the agent's channel-open payload is cut short
 		delivered    bool
-	}{
-		{"", "auth-agent@openssh.com", true, false, true},
-		{"", "auth-agent@openssh.com", false, false, false},
-		{"no-agent-forwarding", "auth-agent@openssh.com", true, false, false},
-		{"", "forwarded-tcpip", true, false, true},
-		{"", "forwarded-tcpip", false, false, false},
-		{"no-port-forwarding", "forwarded-tcpip", true, false, false},
-		{"", "forwarded-tcpip", true, true, false},
-		{"", "forwarded-streamlocal@openssh.com", true, false, true},
-		{"", "forwarded-streamlocal@openssh.com", false, false, false},
-		{"restrict", "forwarded-streamlocal@openssh.com", true, false, false},
-		{"", "forwarded-streamlocal@openssh.com", true, true, false},
-	} {
-		t.Run(fmt.Sprintf("%s/%s/asked=%v/malformed=%v", tc.typ, tc.options, tc.ask, tc.malformed), func(t *testing.T) {
-			h := startHostileAgentWith(t, tc.typ, tc.malformed)
-			cl := aliceThroughGateway(t, h, tc.options)
-			arrived := make(chan string, 4)
-			go func() {
-				for nc := range cl.HandleChannelOpen(tc.typ) {
-					arrived <- nc.ChannelType()
-					nc.Reject(gossh.ConnectionFailed, "test client")
-				}
-			}()
-			sess, err := cl.NewSession()
-			if err != nil {
-				t.Fatal(err)
+		forgeTag     bool // shared only: the agent connection carries another tag
+	}
+	cases := []testCase{
+		{"", "auth-agent@openssh.com", true, false, true, false},
+		{"", "auth-agent@openssh.com", false, false, false, false},
+		{"no-agent-forwarding", "auth-agent@openssh.com", true, false, false, false},
+		{"", "forwarded-tcpip", true, false, true, false},
+		{"", "forwarded-tcpip", false, false, false, false},
+		{"no-port-forwarding", "forwarded-tcpip", true, false, false, false},
+		{"", "forwarded-tcpip", true, true, false, false},
+		{"", "forwarded-streamlocal@openssh.com", true, false, true, false},
+		{"", "forwarded-streamlocal@openssh.com", false, false, false, false},
+		{"restrict", "forwarded-streamlocal@openssh.com", true, false, false, false},
+		{"", "forwarded-streamlocal@openssh.com", true, true, false, false},
+	}
+	for _, shared := range []bool{false, true} {
+		for _, tc := range append(cases, testCase{"", "auth-agent@openssh.com", true, false, false, true}) {
+			if tc.forgeTag && !shared {
+				continue
 			}
-			defer sess.Close()
-			if tc.ask {
-				// What ssh -A and ssh -R send; the gateway may refuse them
-				// for the key (a false reply), the test goes on either way.
-				switch tc.typ {
-				case "auth-agent@openssh.com":
-					_, err = sess.SendRequest("auth-agent-req@openssh.com", true, nil)
-				case "forwarded-tcpip":
-					_, _, err = cl.SendRequest("tcpip-forward", true, gossh.Marshal(struct {
-						Addr string
-						Port uint32
-					}{"127.0.0.1", 8080}))
-				case "forwarded-streamlocal@openssh.com":
-					_, _, err = cl.SendRequest("streamlocal-forward@openssh.com", true, gossh.Marshal(struct{ Path string }{"/tmp/s.sock"}))
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := sess.Run("anything"); err != nil {
-				t.Fatalf("session: %v", err)
-			}
-			var openErr error
-			select {
-			case openErr = <-h.opened:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the agent never tried to open its channel")
-			}
-			var got bool
-			select {
-			case <-arrived:
-				got = true
-			case <-time.After(200 * time.Millisecond):
-			}
-			if got != tc.delivered {
-				t.Fatalf("channel reached the client: %v, want %v (the agent's open: %v)", got, tc.delivered, openErr)
-			}
-			want := gossh.Prohibited
-			if tc.malformed {
-				want = gossh.ConnectionFailed
-			}
-			if oe, ok := openErr.(*gossh.OpenChannelError); !tc.delivered && (!ok || oe.Reason != want) {
-				t.Fatalf("refused open: %v, want %v", openErr, want)
-			}
-		})
+			name := fmt.Sprintf("shared=%v/%s/%s/asked=%v/malformed=%v/forged=%v", shared, tc.typ, tc.options, tc.ask, tc.malformed, tc.forgeTag)
+			t.Run(name, func(t *testing.T) {
+				agentChannelCase(t, tc.typ, tc.options, tc.ask, tc.delivered, hostileOpts{tc.malformed, shared, tc.forgeTag})
+			})
+		}
+	}
+}
+
+func agentChannelCase(t *testing.T, typ, options string, ask, delivered bool, o hostileOpts) {
+	h := startHostileAgentWith(t, typ, o)
+	cl := aliceThroughGateway(t, h, options)
+	arrived := make(chan string, 4)
+	go func() {
+		for nc := range cl.HandleChannelOpen(typ) {
+			arrived <- nc.ChannelType()
+			nc.Reject(gossh.ConnectionFailed, "test client")
+		}
+	}()
+	sess, err := cl.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if ask {
+		// What ssh -A and ssh -R send; the gateway may refuse them
+		// for the key (a false reply), the test goes on either way.
+		switch typ {
+		case "auth-agent@openssh.com":
+			_, err = sess.SendRequest("auth-agent-req@openssh.com", true, nil)
+		case "forwarded-tcpip":
+			_, _, err = cl.SendRequest("tcpip-forward", true, gossh.Marshal(struct {
+				Addr string
+				Port uint32
+			}{"127.0.0.1", 8080}))
+		case "forwarded-streamlocal@openssh.com":
+			_, _, err = cl.SendRequest("streamlocal-forward@openssh.com", true, gossh.Marshal(struct{ Path string }{"/tmp/s.sock"}))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sess.Run("anything"); err != nil {
+		t.Fatalf("session: %v", err)
+	}
+	var openErr error
+	select {
+	case openErr = <-h.opened:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent never tried to open its channel")
+	}
+	var got bool
+	select {
+	case <-arrived:
+		got = true
+	case <-time.After(200 * time.Millisecond):
+	}
+	if got != delivered {
+		t.Fatalf("channel reached the client: %v, want %v (the agent's open: %v)", got, delivered, openErr)
+	}
+	want := gossh.Prohibited
+	if o.malformed {
+		want = gossh.ConnectionFailed
+	}
+	if oe, ok := openErr.(*gossh.OpenChannelError); !delivered && (!ok || oe.Reason != want) {
+		t.Fatalf("refused open: %v, want %v", openErr, want)
 	}
 }
 

@@ -83,6 +83,10 @@ type Target struct {
 	SocketPath string
 	Peer       link.Peer
 	Dial       func(ctx context.Context) (*gossh.Client, error)
+	// Instance tells apart a container (a pod) made anew under the same
+	// name, for a Target with Dial (a pod's UID); the Peer does so for a
+	// socket. Connections share a link only within one instance.
+	Instance string
 }
 
 // Options configure a Server. Config and Containers are required.
@@ -98,6 +102,10 @@ type Options struct {
 	// NoFDPass keeps the bytes on the link instead of taking the agent's
 	// descriptors (internal/fdpass); for comparisons and tests.
 	NoFDPass bool
+	// NoSharedLink gives every client connection its own link to the agent
+	// instead of one link per container (agentlink.go), which is what an
+	// agent older than fdpass.SharedRequest gets; for comparisons and tests.
+	NoSharedLink bool
 	// HostSigners are the host keys; empty: loaded from server.state_dir,
 	// or generated there on first start.
 	HostSigners []gossh.Signer
@@ -111,11 +119,15 @@ type Server struct {
 	logger     *slog.Logger
 	metrics    *Metrics
 	noFDPass   bool
+	// noSharedLink gives every client connection its own link, as for an
+	// agent that does not accept fdpass.SharedRequest.
+	noSharedLink bool
 
 	srv     *ssh.Server
 	closing atomic.Bool
 	connSeq atomic.Uint64
 	conns   connSet        // live connections, re-checked by Recheck
+	links   linkSet        // shared links to agents, by container (agentlink.go)
 	wg      sync.WaitGroup // goroutines we own: per connection, and the agent-channel servers
 
 	startups  startupGate // handshake slots and their queue (prelogin.go)
@@ -134,6 +146,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		live: o.Config, containers: o.Containers, sessions: o.Sessions,
 		logger: o.Logger, metrics: o.Metrics, noFDPass: o.NoFDPass,
+		noSharedLink: o.NoSharedLink,
 	}
 	if s.logger == nil {
 		s.logger = slog.Default()

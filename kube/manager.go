@@ -54,6 +54,7 @@ type Options struct {
 type Instance struct {
 	Name string
 	Pod  string // the pod's name (Name too; kept apart for messages)
+	UID  string // the pod's UID: a pod made anew under the same name has another
 	// Dial opens a new link to the pod's agent.
 	Dial func(ctx context.Context) (*gossh.Client, error)
 }
@@ -294,7 +295,7 @@ func (m *Manager) instance(pod *corev1.Pod) (*Instance, error) {
 		return nil, fmt.Errorf("pod %s: agent key annotation: %w", pod.Name, err)
 	}
 	name, ip, mode := pod.Name, pod.Status.PodIP, m.conf().KubeLink()
-	return &Instance{Name: name, Pod: name, Dial: func(ctx context.Context) (*gossh.Client, error) {
+	return &Instance{Name: name, Pod: name, UID: string(pod.UID), Dial: func(ctx context.Context) (*gossh.Client, error) {
 		return m.dialLink(ctx, mode, name, ip, hostKey)
 	}}, nil
 }

@@ -24,7 +24,7 @@ func (c kubeContainers) Ensure(ctx context.Context, p config.Resolved, user stri
 	if err != nil {
 		return gateway.Target{}, err
 	}
-	return gateway.Target{Name: inst.Name, Dial: inst.Dial}, nil
+	return gateway.Target{Name: inst.Name, Instance: inst.UID, Dial: inst.Dial}, nil
 }
 
 func (c kubeContainers) Acquire(name string) { c.m.Acquire(name) }

@@ -45,6 +45,23 @@ import (
 
 // The SSH requests on the link that go with the socket.
 const (
+	// SharedRequest is the global request (no payload) with which the
+	// gateway asks an agent whether one link may serve several client
+	// connections of the same container. An agent that replies true
+	// accepts TagRequest on the link's sessions. Remote forwards need no
+	// tag: their listeners are unique in the container, and the gateway
+	// routes forwarded-* opens by the address or path they name, and
+	// cancels a leaving connection's forwards itself. An agent that does
+	// not know the request (false) gets one link per client connection,
+	// as before.
+	SharedRequest = "shared@sygaldry"
+	// TagRequest is the session-channel request (payload: 8 bytes, big
+	// endian, non-zero), sent on a shared link before any client request,
+	// that names the client connection of the session. The agent sends the
+	// tag back as the extra data of every auth-agent@openssh.com channel it
+	// opens for the session (after the id in AuthAgent), so the gateway
+	// knows whose agent to ask.
+	TagRequest = "tag@sygaldry"
 	// BindRequest is the global request that binds a descriptor socket to
 	// the link it is sent on; its payload is the token of the socket's
 	// Hello.
