@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -89,12 +90,12 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	// once a channel's 16-slot request queue is full, which would stall every
 	// channel of the connection while the container starts.
 	term := newTermMode() // termlines.go
-	queued := st.queueRequests(reqs, term)
+	queue := st.queueRequests(reqs, term)
 
 	l, err := st.getLink(st.life, term.writer(ch.Stderr()))
 	if err != nil {
 		io.WriteString(ch.Stderr(), term.line(usererr.Message(err), true))
-		refuseAll(ch, queued)
+		refuseAll(ch, queue.out)
 		return
 	}
 	t := l.t
@@ -102,7 +103,7 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 	if err != nil {
 		st.log.Error("open session on link", "container", t.Name, "err", err)
 		io.WriteString(ch.Stderr(), term.line("the "+t.Name+" container refused a new session; try again", true))
-		refuseAll(ch, queued)
+		refuseAll(ch, queue.out)
 		return
 	}
 	// Ask the agent for the process's descriptors (offload.go): the bytes
@@ -140,13 +141,16 @@ func (s *Server) handleSession(st *connState, nc gossh.NewChannel) {
 		}
 	}
 	accept := s.conf().Server.AcceptEnv
-	st.proxy("session", ch, queued, ach, areqs, t, func(p *pipe, sess *sessions.Session) {
+	queue.startDirect()
+	st.proxy("session", ch, queue.out, ach, areqs, t, func(p *pipe, sess *sessions.Session) {
 		p.session = true
+		p.moreClientReqs = queue.rest
 		p.term = term
 		p.linkLost = l.done
 		p.off = off
 		caps := &sessionLimits{} // limits.go
 		p.onRequest = func(req *gossh.Request) bool {
+			term.note(req.Type) // again for one read past the queue
 			ok := st.permitSessionRequest(ach, req) && observeRequest(st, sess, accept, req) && caps.allow(st, req)
 			if ok {
 				st.asked.note(req.Type) // asked.go
@@ -219,21 +223,38 @@ func refuseAll(ch gossh.Channel, reqs <-chan *gossh.Request) {
 	}
 }
 
-// queueRequests moves requests off x/crypto's bounded queue at once and
-// hands them on in order, however long the consumer takes to start. The
-// backlog is bounded (requestBacklog, limits.go): past it, requests are
-// refused.
-func (st *connState) queueRequests(in <-chan *gossh.Request, term *termMode) <-chan *gossh.Request {
-	out := make(chan *gossh.Request)
+// requestQueue holds a session's requests while its container starts.
+// x/crypto's connection loop blocks once a channel's 16-slot request queue
+// is full, which would stall every channel of the connection meanwhile, so
+// a goroutine moves them off at once into a bounded backlog
+// (requestBacklog, limits.go) and hands them on in order. Once the
+// consumer runs (direct) and the backlog is empty, the goroutine ends and
+// the consumer reads the rest straight from x/crypto (rest): an open
+// session keeps no goroutine for it.
+type requestQueue struct {
+	out    chan *gossh.Request
+	in     <-chan *gossh.Request
+	direct chan struct{}
+	handed atomic.Bool // the relay ended with in still open: read it (rest)
+}
+
+// queueRequests starts moving in's requests off x/crypto's queue.
+func (st *connState) queueRequests(in <-chan *gossh.Request, term *termMode) *requestQueue {
+	rq := &requestQueue{out: make(chan *gossh.Request), in: in, direct: make(chan struct{})}
 	go func() {
-		defer close(out)
+		defer close(rq.out)
 		defer st.recoverPanic("request queue")
 		var q requestBacklog
+		direct := rq.direct
 		for in != nil || q.len() > 0 {
+			if direct == nil && q.len() == 0 {
+				rq.handed.Store(true)
+				return
+			}
 			var send chan *gossh.Request
 			var head *gossh.Request
 			if q.len() > 0 {
-				send, head = out, q.head()
+				send, head = rq.out, q.head()
 			}
 			select {
 			case r, ok := <-in:
@@ -245,10 +266,25 @@ func (st *connState) queueRequests(in <-chan *gossh.Request, term *termMode) <-c
 				q.push(st, r)
 			case send <- head:
 				q.pop()
+			case <-direct:
+				direct = nil
 			}
 		}
 	}()
-	return out
+	return rq
+}
+
+// startDirect tells the relay that the consumer runs: it ends once the
+// backlog is delivered.
+func (rq *requestQueue) startDirect() { close(rq.direct) }
+
+// rest is what to read once out is closed: the channel's own queue when
+// the relay handed it over, nil when the channel's requests ended.
+func (rq *requestQueue) rest() <-chan *gossh.Request {
+	if rq.handed.Load() {
+		return rq.in
+	}
+	return nil
 }
 
 // sshConnection is OpenSSH's SSH_CONNECTION: client ip, port, server ip, port.

@@ -68,6 +68,7 @@ type connState struct {
 	// traffic is when a channel of the connection last carried data or
 	// opened (unix nanoseconds), for idle_disconnect (idledisconnect.go).
 	traffic atomic.Int64
+	timers  connTimers
 }
 
 // newConnState registers a new connection with s until its run ends.
@@ -156,15 +157,36 @@ func (st *connState) identity() (user, project string) {
 	return c.Permissions.Extensions[extUser], c.Permissions.Extensions[extProject]
 }
 
-// run owns the connection from accept to close: keepalives while it lives,
-// the close when the gateway ends it (end), then the link and the container
-// reference are released.
+// run sets the connection up from accept to close without a goroutine of
+// its own while it lives (an idle connection should cost little): timers
+// send keepalives and check idle_disconnect, and when the connection's life
+// ends (it closed, or the gateway ended it: end) finish runs.
 func (st *connState) run() {
+	st.touched()
+	st.s.wg.Add(1)
+	st.timers.mu.Lock()
+	if d := st.s.conf().Server.KeepaliveInterval.D; d > 0 {
+		st.timers.keepalive = time.AfterFunc(d, st.keepaliveTick)
+	}
+	st.timers.idle = time.AfterFunc(st.idleCheckIn(), st.idleTick)
+	st.timers.mu.Unlock()
+	context.AfterFunc(st.life, st.finish)
+}
+
+// finish closes the connection when the gateway ended it (once its
+// channels told their users), waits for it to close, then releases the
+// link and the container reference.
+func (st *connState) finish() {
+	defer st.s.wg.Done()
 	defer st.recoverPanic("connection")
 	defer st.s.conns.remove(st)
-	st.touched()
-	st.keepalive()
-	<-st.life.Done()
+	st.timers.mu.Lock()
+	for _, t := range []*time.Timer{st.timers.keepalive, st.timers.idle} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	st.timers.mu.Unlock()
 	if st.ending.Load() {
 		st.closeAfterChannels()
 	}
@@ -194,60 +216,65 @@ func (st *connState) run() {
 	st.log.Info("connection closed", "user", user, "project", project, "duration", time.Since(st.start).Round(time.Millisecond))
 }
 
-// keepalive sends keepalive@openssh.com every interval while the connection
-// lives and closes it after KeepaliveCountMax unanswered ones (sshd's
-// ClientAliveInterval/CountMax). Any reply, even a failure, proves life.
-// It also ends the connection after idle_disconnect without channel
-// traffic (idledisconnect.go): one loop, no goroutine of its own.
-func (st *connState) keepalive() {
-	cfg := st.s.conf().Server
-	var tick <-chan time.Time
-	if cfg.KeepaliveInterval.D > 0 {
-		t := time.NewTicker(cfg.KeepaliveInterval.D)
-		defer t.Stop()
-		tick = t.C
+// connTimers are a connection's keepalive and idle_disconnect timers and
+// the keepalive state, guarded by mu.
+type connTimers struct {
+	mu        sync.Mutex
+	keepalive *time.Timer // nil: no keepalives (interval 0 at accept)
+	idle      *time.Timer
+	waiting   bool // a keepalive went out and no reply has come yet
+	missed    int  // ticks in a row that found a keepalive unanswered
+}
+
+// keepaliveTick sends keepalive@openssh.com every interval while the
+// connection lives and closes it after KeepaliveCountMax ticks in a row
+// that find the last one unanswered (sshd's ClientAliveInterval/CountMax).
+// Any reply, even a failure, proves life. The request waits for its reply
+// in a goroutine of its own, which ends with the reply or the connection.
+func (st *connState) keepaliveTick() {
+	defer st.recoverPanic("keepalive")
+	if st.life.Err() != nil {
+		return
 	}
-	idle := time.NewTimer(st.idleCheckIn())
-	defer idle.Stop()
-	missed := 0
-	for {
-		select {
-		case <-st.life.Done():
+	cfg := st.s.conf().Server
+	c := st.sshConn()
+	st.timers.mu.Lock()
+	defer st.timers.mu.Unlock()
+	if c != nil {
+		if !st.timers.waiting {
+			st.timers.missed = 0
+		} else if st.timers.missed++; st.timers.missed >= cfg.KeepaliveCountMax {
+			st.log.Info("closing connection: client stopped answering keepalives", "missed", st.timers.missed)
+			c.Close()
 			return
-		case <-idle.C:
-			if st.idleExpired() {
-				return
-			}
-			idle.Reset(st.idleCheckIn())
-			continue
-		case <-tick:
 		}
-		c := st.sshConn()
-		if c == nil {
-			continue
-		}
-		replied := make(chan error, 1)
+		st.timers.waiting = true
 		go func() {
 			defer st.recoverPanic("keepalive")
-			_, _, err := c.SendRequest("keepalive@openssh.com", true, nil)
-			replied <- err
-		}()
-		select {
-		case err := <-replied:
-			if err != nil {
+			if _, _, err := c.SendRequest("keepalive@openssh.com", true, nil); err != nil {
 				return // connection gone
 			}
-			missed = 0
-		case <-time.After(cfg.KeepaliveInterval.D):
-			missed++
-			if missed >= cfg.KeepaliveCountMax {
-				st.log.Info("closing connection: client stopped answering keepalives", "missed", missed)
-				c.Close()
-				return
-			}
-		case <-st.life.Done():
-			return
-		}
+			st.timers.mu.Lock()
+			st.timers.waiting = false
+			st.timers.mu.Unlock()
+		}()
+	}
+	if d := cfg.KeepaliveInterval.D; d > 0 && st.life.Err() == nil {
+		st.timers.keepalive.Reset(d)
+	}
+}
+
+// idleTick ends the connection after idle_disconnect without channel
+// traffic (idledisconnect.go), checking again a fraction of it later.
+func (st *connState) idleTick() {
+	defer st.recoverPanic("idle check")
+	if st.life.Err() != nil || st.idleExpired() {
+		return
+	}
+	st.timers.mu.Lock()
+	defer st.timers.mu.Unlock()
+	if st.life.Err() == nil {
+		st.timers.idle.Reset(st.idleCheckIn())
 	}
 }
 

@@ -293,11 +293,7 @@ func (s *Server) acceptConn(ctx ssh.Context, c net.Conn) net.Conn {
 			c.Close()
 		}
 	})
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		st.run()
-	}()
+	st.run()
 	return c
 }
 

@@ -25,8 +25,11 @@ import (
 type pipe struct {
 	client     gossh.Channel
 	clientReqs <-chan *gossh.Request
-	agent      gossh.Channel
-	agentReqs  <-chan *gossh.Request
+	// moreClientReqs, when set, is where the client's requests continue once
+	// clientReqs is closed (nil: they ended); see requestQueue.
+	moreClientReqs func() <-chan *gossh.Request
+	agent          gossh.Channel
+	agentReqs      <-chan *gossh.Request
 
 	// session is true for "session" channels: EOF waits for exit-status.
 	session bool
@@ -124,7 +127,16 @@ func (p *pipe) run(ctx context.Context) {
 		if p.off != nil {
 			defer p.off.settle(nil, 0) // no start came: no descriptors
 		}
-		for req := range p.clientReqs {
+		for reqs := p.clientReqs; reqs != nil; {
+			req, ok := <-reqs
+			if !ok {
+				reqs = nil
+				if more := p.moreClientReqs; more != nil {
+					p.moreClientReqs = nil
+					reqs = more()
+				}
+				continue
+			}
 			p.point("client-request")
 			if p.onRequest != nil && !p.onRequest(req) {
 				if req.WantReply {

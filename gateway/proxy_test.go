@@ -160,7 +160,7 @@ func TestPipeExitStatusAfterAllOutput(t *testing.T) {
 func TestQueueRequestsNeverBlocksProducer(t *testing.T) {
 	st := &connState{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	in := make(chan *gossh.Request)
-	out := st.queueRequests(in, newTermMode())
+	out := st.queueRequests(in, newTermMode()).out
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -192,6 +192,61 @@ func TestQueueRequestsNeverBlocksProducer(t *testing.T) {
 			t.Fatalf("request %d: %s %v out of order", i, r.Type, r.Payload)
 		}
 	}
+}
+
+// Once the consumer runs (startDirect), the queue delivers its backlog,
+// then its goroutine ends and the consumer reads the channel's own queue
+// (rest): nothing is lost or reordered at the handover, and an open
+// session keeps no relay goroutine.
+func TestQueueRequestsHandsOver(t *testing.T) {
+	st := &connState{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	in := make(chan *gossh.Request)
+	q := st.queueRequests(in, newTermMode())
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			in <- &gossh.Request{Type: "env", Payload: []byte{byte(i)}}
+		}
+	}
+	send(0, 10) // queued while "the container starts"
+	q.startDirect()
+	go func() { send(10, 40); close(in) }()
+	var got []int
+	for reqs := (<-chan *gossh.Request)(q.out); reqs != nil; {
+		r, ok := <-reqs
+		if !ok {
+			if reqs == q.out {
+				reqs = q.rest()
+				continue
+			}
+			break
+		}
+		got = append(got, int(r.Payload[0]))
+	}
+	if len(got) != 40 {
+		t.Fatalf("got %d requests, want 40: %v", len(got), got)
+	}
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("request %d is %d: out of order: %v", i, v, got)
+		}
+	}
+
+	// Handed over with the channel still open: the relay is gone.
+	in2 := make(chan *gossh.Request)
+	q2 := st.queueRequests(in2, newTermMode())
+	q2.startDirect()
+	select {
+	case _, ok := <-q2.out:
+		if ok {
+			t.Fatal("a request out of nowhere")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the relay did not hand over an empty backlog")
+	}
+	if q2.rest() == nil {
+		t.Fatal("handed over, but rest is nil")
+	}
+	close(in2)
 }
 
 func TestAcceptEnv(t *testing.T) {
