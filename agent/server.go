@@ -85,6 +85,11 @@ type Server struct {
 	// subsystem when the gateway takes the session's descriptors
 	// (fdpass.go). Empty: sftp runs in the agent, over the link.
 	Self string
+	// SFTPServer is the program that serves the sftp subsystem. Empty: the
+	// image's OpenSSH sftp-server where it is in a usual place (see
+	// openSSHSFTPServers), else the agent's own; SFTPServerInternal: always
+	// the agent's own; a path: that program.
+	SFTPServer string
 	// GatewayPorts lets tcpip-forward bind the address the client asks for
 	// (sshd's "GatewayPorts clientspecified"). False, sshd's default: always
 	// bind loopback, so a forward is never exposed to the container network.

@@ -9,19 +9,56 @@ import (
 	"github.com/pkg/sftp"
 )
 
-// startSFTP serves the sftp subsystem in-process with pkg/sftp, so scp (which
-// is sftp since OpenSSH 9) and sftp work in any image, even one without
-// openssh-sftp-server. Relative paths resolve against $HOME: scp turns
-// "host:~/x" and "host:x" into the relative path "x" (scp.c
-// prepare_remote_path).
+// SFTPServerInternal, as Server.SFTPServer, always serves sftp with the
+// agent's own server (pkg/sftp).
+const SFTPServerInternal = "internal"
+
+// openSSHSFTPServers are where images keep OpenSSH's sftp-server (Debian and
+// Ubuntu, Fedora and RHEL, Alpine, Arch), tried in order.
+var openSSHSFTPServers = []string{
+	"/usr/lib/openssh/sftp-server",
+	"/usr/libexec/openssh/sftp-server",
+	"/usr/lib/ssh/sftp-server",
+	"/usr/libexec/sftp-server",
+}
+
+// sftpServer is the image's OpenSSH sftp-server to run for the sftp
+// subsystem, or "" for the agent's own.
+func (srv *Server) sftpServer() string {
+	switch srv.SFTPServer {
+	case SFTPServerInternal:
+		return ""
+	case "":
+		for _, p := range openSSHSFTPServers {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+				return p
+			}
+		}
+		return ""
+	}
+	return srv.SFTPServer
+}
+
+// startSFTP serves the sftp subsystem. An image with OpenSSH's sftp-server
+// gets it, as sshd would run it (the same code as sshd's internal-sftp, so
+// every client extension and the same speed); any other image gets the
+// agent's own, pkg/sftp, so scp (which is sftp since OpenSSH 9) and sftp
+// work in any image: as a child process whose pipes the gateway copies when
+// it takes the descriptors, in-process over the link otherwise. Relative
+// paths resolve against $HOME: scp turns "host:~/x" and "host:x" into the
+// relative path "x" (scp.c prepare_remote_path).
 func (s *session) startSFTP() (bool, func()) {
 	if s.kind != "" {
 		return false, nil
 	}
-	if s.fdID != 0 && s.c.srv.Self != "" {
-		// The gateway takes the descriptors: sftp is a child process whose
-		// pipes it copies, like an exec (fdpass.go).
-		cmd := &exec.Cmd{Path: s.c.srv.Self, Args: []string{filepath.Base(s.c.srv.Self), "sftp-server"}}
+	server := s.c.srv.sftpServer()
+	if server != "" || (s.fdID != 0 && s.c.srv.Self != "") {
+		// A child process, whose pipes the gateway copies like an exec's
+		// (fdpass.go), or the agent over the link.
+		cmd := &exec.Cmd{Path: server, Args: []string{filepath.Base(server)}}
+		if server == "" {
+			cmd = &exec.Cmd{Path: s.c.srv.Self, Args: []string{filepath.Base(s.c.srv.Self), "sftp-server"}}
+		}
 		cmd.Dir = s.workDir()
 		cmd.Env = s.environ()
 		p, err := startProcess(cmd, nil)

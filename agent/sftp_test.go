@@ -15,9 +15,33 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// sftpServers runs f with the agent's own sftp server and with OpenSSH's
+// sftp-server, which an image that has it gets (CI installs it on the host).
+func sftpServers(t *testing.T, f func(t *testing.T, server string)) {
+	t.Helper()
+	openssh := (&Server{}).sftpServer()
+	if openssh == "" && os.Getenv("CI") == "true" {
+		t.Fatal("OpenSSH's sftp-server is not installed; CI must install it (apt-get install openssh-sftp-server)")
+	}
+	for _, server := range []string{SFTPServerInternal, openssh} {
+		if server == "" {
+			t.Log("OpenSSH's sftp-server is not installed: only the agent's own is tested")
+			continue
+		}
+		t.Run(filepath.Base(server), func(t *testing.T) {
+			t.Parallel()
+			f(t, server)
+		})
+	}
+}
+
 func TestSFTPRelativePathsLandInHome(t *testing.T) {
 	t.Parallel()
-	e := startAgent(t)
+	sftpServers(t, testSFTPRelativePaths)
+}
+
+func testSFTPRelativePaths(t *testing.T, server string) {
+	e := startAgent(t, func(s *Server) { s.SFTPServer = server })
 	c := e.dial(t)
 	client, err := sftp.NewClient(c)
 	must(t, err, "sftp client")
@@ -61,7 +85,11 @@ func TestSFTPRelativePathsLandInHome(t *testing.T) {
 // (x/crypto's Session cannot Wait on a subsystem, so this uses a raw channel.)
 func TestSFTPExitStatusBeforeClose(t *testing.T) {
 	t.Parallel()
-	c := startAgent(t).dial(t)
+	sftpServers(t, testSFTPExitStatus)
+}
+
+func testSFTPExitStatus(t *testing.T, server string) {
+	c := startAgent(t, func(s *Server) { s.SFTPServer = server }).dial(t)
 	ch, reqs, err := c.OpenChannel("session", nil)
 	must(t, err, "open session")
 	defer ch.Close()

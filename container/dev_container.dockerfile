@@ -60,13 +60,15 @@ ENV LANG=C.UTF-8 \
 ENV PATH=/opt/spack/bin:/opt/rust/cargo/bin:/usr/lib/rustup/bin:${PATH}
 
 # System packages. VS Code Remote-SSH needs bash, tar, curl/wget, procps,
-# glibc >= 2.28 and libstdc++; rsync and openssh-client move artifacts; the
+# glibc >= 2.28 and libstdc++; rsync and openssh-client move artifacts, and
+# openssh-sftp-server serves sftp and scp (the agent runs it, as sshd would;
+# an image without it gets the agent's own, slower sftp server); the
 # compilers, patch, file, bzip2/xz/zstd/unzip, gnupg and git are Spack's
 # prerequisites; python3 (3.12) runs Spack itself.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       bash ca-certificates curl wget tar gzip bzip2 xz-utils zstd unzip zip file patch \
-      git git-lfs openssh-client rsync procps util-linux less vim-tiny tmux htop jq \
+      git git-lfs openssh-client openssh-sftp-server rsync procps util-linux less vim-tiny tmux htop jq \
       build-essential gfortran pkg-config gnupg locales tzdata \
       python3 python3-venv software-properties-common rustup \
  && add-apt-repository -y ppa:deadsnakes/ppa \

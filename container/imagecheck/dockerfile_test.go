@@ -271,7 +271,7 @@ func TestDockerfileInstallsRemoteTools(t *testing.T) {
 			}
 		}
 	}
-	for _, pkg := range []string{"bash", "tar", "curl", "wget", "procps", "ca-certificates", "rsync", "openssh-client", "git", "rustup", "python${PYTHON_VERSION}", "python${PYTHON_VERSION}-venv"} {
+	for _, pkg := range []string{"bash", "tar", "curl", "wget", "procps", "ca-certificates", "rsync", "openssh-client", "openssh-sftp-server", "git", "rustup", "python${PYTHON_VERSION}", "python${PYTHON_VERSION}-venv"} {
 		if !slices.Contains(installed, pkg) {
 			t.Errorf("apt-get install lacks %s", pkg)
 		}

@@ -9,7 +9,7 @@ set -euo pipefail
 
 # rev goes up whenever the image's contents change (a package added), so an
 # image built by an older version of this script is rebuilt, not reused.
-rev=2
+rev=3
 
 tag=${1:?usage: build.sh TAG}
 # Test packages run in parallel and may all ask for the image at once: build
@@ -52,8 +52,9 @@ work=$(mktemp -d /var/tmp/sygaldry-rootfs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rootfs=$work/rootfs
 
-# git: the per-user git identity tests commit inside containers.
-packages=bash,coreutils,procps,python3,rsync,openssh-client,less,vim-tiny,tmux,tar,gzip,ca-certificates,locales,git
+# git: the per-user git identity tests commit inside containers;
+# openssh-sftp-server: what sftp and scp run on, as in the Zephyr image.
+packages=bash,coreutils,procps,python3,rsync,openssh-client,openssh-sftp-server,less,vim-tiny,tmux,tar,gzip,ca-certificates,locales,git
 echo "debootstrap $suite into $rootfs (packages: $packages)"
 debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
 	tail -n 30 "$work/debootstrap.log" >&2
