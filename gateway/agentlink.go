@@ -143,8 +143,11 @@ func (l *agentLink) detach(st *connState) {
 		}
 		return
 	}
+	// No reply is awaited: an agent that stopped answering must not hold
+	// up the end of the connection. The agent takes global requests in
+	// order, so a forward asked for later finds the port free.
 	for _, req := range l.dropRoutes(st) {
-		if _, _, err := l.cl.SendRequest(req.typ, true, req.payload); err != nil {
+		if _, _, err := l.cl.SendRequest(req.typ, false, req.payload); err != nil {
 			return // the link is gone, and its forwards with it
 		}
 	}
