@@ -343,10 +343,10 @@ func testDataPlaneSFTP(t *testing.T, w *inproc) {
 	}
 }
 
-// echoServer answers every connection with what it read, after the peer's
-// half-close, then closes: a forward must carry both directions and the
-// half-close between them.
-func echoServer(t *testing.T) string {
+// tcpServer serves every connection to a new port on 127.0.0.1 with
+// handle, in a goroutine of its own that closes it after, until the test
+// ends; it returns the address.
+func tcpServer(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -361,12 +361,21 @@ func echoServer(t *testing.T) string {
 			}
 			go func() {
 				defer c.Close()
-				b, _ := io.ReadAll(c)
-				c.Write(b)
+				handle(c)
 			}()
 		}
 	}()
 	return l.Addr().String()
+}
+
+// echoServer answers every connection with what it read, after the peer's
+// half-close, then closes: a forward must carry both directions and the
+// half-close between them.
+func echoServer(t *testing.T) string {
+	return tcpServer(t, func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		c.Write(b)
+	})
 }
 
 // echoThrough sends data to the echo server behind addr (a forward that

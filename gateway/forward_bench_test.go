@@ -18,33 +18,19 @@ func BenchmarkForward(b *testing.B) {
 	for _, dir := range []string{"upload", "download"} {
 		b.Run(dir, func(b *testing.B) {
 			w := newInproc(b, true)
-			sink, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer sink.Close()
 			const size = 256 << 20
-			go func() {
-				for {
-					c, err := sink.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						if dir == "upload" {
-							io.Copy(io.Discard, c)
-						} else {
-							io.CopyN(c, zeros{}, size)
-						}
-					}()
+			sink := tcpServer(b, func(c net.Conn) {
+				if dir == "upload" {
+					io.Copy(io.Discard, c)
+				} else {
+					io.CopyN(c, zeros{}, size)
 				}
-			}()
+			})
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			lport := freePort(b)
 			fwd := w.client.SSH(ctx, "-N", "-o", "ExitOnForwardFailure=yes",
-				"-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, sink.Addr()), "--")
+				"-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, sink), "--")
 			if err := fwd.Start(); err != nil {
 				b.Fatal(err)
 			}

@@ -66,23 +66,7 @@ func TestSharedLinkPerContainer(t *testing.T) {
 // greeter serves one line, name, to every connection: which client's -R a
 // connection reached.
 func greeter(t *testing.T, name string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, name+"\n")
-			c.Close()
-		}
-	}()
-	return l.Addr().String()
+	return tcpServer(t, func(c net.Conn) { io.WriteString(c, name+"\n") })
 }
 
 // greeting is the line a connection to addr gets, or "" when nothing
