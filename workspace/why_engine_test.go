@@ -29,9 +29,10 @@ func TestJobsAndStopPlan(t *testing.T) {
 
 	r.execRoot(inst.ID, "sh", "-c", "setsid sleep 321 </dev/null >/dev/null 2>&1 &")
 	var jl JobList
+	// Until it has exec'd, the job is still "setsid sleep 321".
 	waitFor(t, 10*time.Second, "the detached sleep among the jobs", func() bool {
 		jl = r.m.Jobs(ctx, []string{inst.ID, "no-such-container"})[inst.ID]
-		return len(jl.Jobs) > 0
+		return len(jl.Jobs) > 0 && jl.Jobs[0].Command == "sleep 321"
 	})
 	if jl.Err != nil || len(jl.Jobs) != 1 || jl.Jobs[0].Command != "sleep 321" || jl.Jobs[0].PID <= 1 || !jl.Jobs[0].AgeKnown {
 		t.Fatalf("jobs = %+v (the agent is no job)", jl)
