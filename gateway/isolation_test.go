@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/network"
+
 	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/workspace"
 )
@@ -75,6 +77,38 @@ except Exception as e: print('unreachable')"`, bobIP)
 	// ... but not to alice.
 	if r := sshtest.Must(t, alice.SSH(ctx, probe), nil); r.Stdout != "unreachable\n" {
 		t.Errorf("alice reached bob's server at %s: %q", bobIP, r.Stdout)
+	}
+	// Nor when the engine's own isolation fails open: ACCEPTs between
+	// alice's bridge and bob's, both ways, as early in the forward path as
+	// the engine lets us, right below the gateway's own rule in DOCKER-USER
+	// (at the top when that rule is missing).
+	bridge := func(user string) string {
+		nw, err := w.docker.NetworkInspect(ctx, workspace.ContainerName(w.project, user), network.InspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nw.Options["com.docker.network.bridge.name"]
+	}
+	ba, bb := bridge("alice"), bridge("bob")
+	rules, err := exec.Command("iptables", "-w", "10", "-S", "DOCKER-USER").Output()
+	if err != nil {
+		t.Fatalf("iptables -S DOCKER-USER: %v", err)
+	}
+	at := 1
+	for i, r := range strings.Split(strings.TrimSpace(string(rules)), "\n")[1:] { // [0] is -N
+		if strings.Contains(r, "-i syg-+ -o syg-+ -j DROP") {
+			at = i + 2
+			break
+		}
+	}
+	for _, open := range [][]string{{"-i", ba, "-o", bb, "-j", "ACCEPT"}, {"-i", bb, "-o", ba, "-j", "ACCEPT"}} {
+		if out, err := exec.Command("iptables", append([]string{"-w", "10", "-I", "DOCKER-USER", strconv.Itoa(at)}, open...)...).CombinedOutput(); err != nil {
+			t.Fatalf("iptables: %v %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("iptables", append([]string{"-w", "10", "-D", "DOCKER-USER"}, open...)...).Run() })
+	}
+	if r := sshtest.Must(t, alice.SSH(ctx, probe), nil); r.Stdout != "unreachable\n" {
+		t.Errorf("with the engine's isolation open, alice reached bob's server at %s: %q", bobIP, r.Stdout)
 	}
 
 	// Her own server, through -L and -D.

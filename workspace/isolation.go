@@ -20,8 +20,9 @@ import (
 //     instead of recreating it. Only switching a limit on or off is in the
 //     hash, because the engine cannot lift a limit with an update.
 //   - Network "isolated": a bridge network of the container's own (named
-//     like the container, inter-container traffic off), so no container
-//     reaches another one; it still reaches the internet and the host's own
+//     like the container, inter-container traffic off, its bridge named
+//     syg-HASH so one DOCKER-USER rule keeps all of ours apart: apart.go),
+//     so no container reaches another one; it still reaches the internet and the host's own
 //     addresses (the bridge gateway included). "isolated-no-host": the same
 //     plus a firewall rule dropping what it sends to the host (nohost.go).
 //     "none": loopback only. Port forwards work in all three, as the agent

@@ -128,6 +128,10 @@ type Manager struct {
 	// open are the networks known to carry no host block (nohost.go), so
 	// a login to an unblocked container runs no iptables. Under netMu.
 	open map[string]bool
+	// apart is set once the rule that keeps our bridges apart (apart.go)
+	// was seen in place; apartWarned once its absence was logged. Under
+	// netMu.
+	apart, apartWarned bool
 
 	// leases are the GPUs leased to containers (gpulease.go); nil without
 	// an inventory. restored: they were read back from the engine once.

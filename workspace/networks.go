@@ -59,18 +59,20 @@ func (m *Manager) ensureNetwork(ctx context.Context, log *slog.Logger, spec Spec
 	nw, err := m.api.NetworkInspect(ctx, spec.Network, network.InspectOptions{})
 	switch {
 	case err == nil:
+		m.ensureApart(ctx, log, false)
 		return checkNetwork(spec, nw)
 	case !cerrdefs.IsNotFound(err):
 		return fmt.Errorf("inspect network %s: %w", spec.Network, err)
 	}
 	subnet, err := m.createNetwork(ctx, spec.Network, network.CreateOptions{
 		Driver:  "bridge",
-		Options: map[string]string{iccOption: "false"},
+		Options: map[string]string{iccOption: "false", bridgeNameOption: bridgeName(spec.Network)},
 		Labels:  m.networkLabels(spec),
 	})
 	switch {
 	case err == nil:
-		log.Info("created network", "network", spec.Network, "subnet", subnet)
+		log.Info("created network", "network", spec.Network, "subnet", subnet, "bridge", bridgeName(spec.Network))
+		m.ensureApart(ctx, log, true)
 		return nil
 	case cerrdefs.IsConflict(err):
 		// Made meanwhile by another process (sygctl launch, or not ours):
