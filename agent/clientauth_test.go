@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net"
@@ -11,27 +9,16 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-)
 
-func newSigner(t testing.TB) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+	"github.com/sygaldry/sygaldry/internal/sshtest"
+)
 
 func authorizedLine(k ssh.PublicKey) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
 }
 
 func TestParseAuthorizedKeys(t *testing.T) {
-	a, b := newSigner(t).PublicKey(), newSigner(t).PublicKey()
+	a, b := sshtest.NewSigner(t).PublicKey(), sshtest.NewSigner(t).PublicKey()
 	cases := []struct {
 		name    string
 		in      string
@@ -81,7 +68,7 @@ func TestServeTCPNeedsAuthorizedKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{HostKey: newSigner(t)}
+	srv := &Server{HostKey: sshtest.NewSigner(t)}
 	defer srv.Close()
 	err = srv.Serve(ln)
 	if !errors.Is(err, ErrNoClientAuth) {
@@ -117,7 +104,7 @@ func startTCPAgent(t *testing.T, authorized ...ssh.PublicKey) string {
 	logs := newSyncBuffer()
 	srv := &Server{
 		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		HostKey:        newSigner(t),
+		HostKey:        sshtest.NewSigner(t),
 		AuthorizedKeys: authorized,
 		Home:           t.TempDir(),
 		Shell:          "/bin/sh",
@@ -152,7 +139,7 @@ func dialTCP(t *testing.T, addr string, auth ...ssh.AuthMethod) (*ssh.Client, er
 }
 
 func TestTCPClientAuth(t *testing.T) {
-	gw, other := newSigner(t), newSigner(t)
+	gw, other := sshtest.NewSigner(t), sshtest.NewSigner(t)
 	addr := startTCPAgent(t, other.PublicKey(), gw.PublicKey())
 
 	c, err := dialTCP(t, addr, ssh.PublicKeys(gw))
@@ -163,7 +150,7 @@ func TestTCPClientAuth(t *testing.T) {
 		t.Fatalf("exec over TCP: %q, %v", r.stdout, r.err)
 	}
 
-	if _, err := dialTCP(t, addr, ssh.PublicKeys(newSigner(t))); err == nil {
+	if _, err := dialTCP(t, addr, ssh.PublicKeys(sshtest.NewSigner(t))); err == nil {
 		t.Error("a key that is not authorized was admitted")
 	}
 	if _, err := dialTCP(t, addr); err == nil {
@@ -177,7 +164,7 @@ func TestTCPClientAuth(t *testing.T) {
 // With authorized keys the unix socket requires them too: the flag means
 // what it says wherever the agent listens.
 func TestUnixWithAuthorizedKeys(t *testing.T) {
-	gw := newSigner(t)
+	gw := sshtest.NewSigner(t)
 	e := startAgent(t, func(s *Server) { s.AuthorizedKeys = []ssh.PublicKey{gw.PublicKey()} })
 	conn, err := net.DialTimeout("unix", e.sock, 5*time.Second)
 	if err != nil {

@@ -3,8 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/binary"
 	"io"
 	"log/slog"
@@ -13,17 +11,15 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/sygaldry/sygaldry/internal/sshtest"
 )
 
 // sshPair is an SSH connection over loopback TCP (a real handshake, never
 // net.Pipe): the client side and the server side's incoming channels.
 func sshPair(t *testing.T) (gossh.Conn, <-chan gossh.NewChannel) {
 	t.Helper()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := sshtest.NewSigner(t)
 	scfg := &gossh.ServerConfig{NoClientAuth: true}
 	scfg.AddHostKey(signer)
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -3,8 +3,6 @@ package kube
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	gossh "golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -22,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/sygaldry/sygaldry/config"
+	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/internal/usererr"
 )
@@ -37,8 +35,7 @@ func fakeManager(t *testing.T, doc string) (*Manager, *fake.Clientset) {
 	}
 	agent := filepath.Join(t.TempDir(), "agent")
 	os.WriteFile(agent, []byte("#!/bin/sh\n"), 0o755)
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	key, _ := gossh.NewSignerFromKey(priv)
+	key := sshtest.NewSigner(t)
 	cs := fake.NewClientset(&corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: "n1"},
 		Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sygaldry/sygaldry/agent"
+	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/link"
 )
@@ -54,7 +55,7 @@ func TestDialBoundedByContext(t *testing.T) {
 // An agent that starts late is found as soon as its socket answers.
 func TestWaitReadyFindsLateAgent(t *testing.T) {
 	sock := filepath.Join(testenv.ShortTempDir(t), link.SocketName)
-	signer := newKey(t)
+	signer := sshtest.NewSigner(t)
 	srv := &agent.Server{HostKey: signer}
 	t.Cleanup(func() { srv.Close() })
 	go func() {

@@ -17,6 +17,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sygaldry/sygaldry/agent"
+	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/link"
 )
 
@@ -78,7 +79,7 @@ func dialConn(t *testing.T, addr string, hostKey gossh.PublicKey, client gossh.S
 }
 
 func TestDialConn(t *testing.T) {
-	host, client := newKey(t), newKey(t)
+	host, client := sshtest.NewSigner(t), sshtest.NewSigner(t)
 	addr := serveTCPAgent(t, host, client.PublicKey())
 
 	// A short deadline, and a cancel right after: neither may reach the
@@ -112,11 +113,11 @@ func TestDialConn(t *testing.T) {
 }
 
 func TestDialConnRefused(t *testing.T) {
-	host, client := newKey(t), newKey(t)
+	host, client := sshtest.NewSigner(t), sshtest.NewSigner(t)
 	addr := serveTCPAgent(t, host, client.PublicKey())
 
 	t.Run("wrong client key", func(t *testing.T) {
-		_, _, err := dialConn(t, addr, host.PublicKey(), newKey(t))
+		_, _, err := dialConn(t, addr, host.PublicKey(), sshtest.NewSigner(t))
 		if err == nil {
 			t.Fatal("a client key the agent does not authorize was admitted")
 		}
@@ -130,7 +131,7 @@ func TestDialConnRefused(t *testing.T) {
 		}
 	})
 	t.Run("wrong host key", func(t *testing.T) {
-		_, _, err := dialConn(t, addr, newKey(t).PublicKey(), client)
+		_, _, err := dialConn(t, addr, sshtest.NewSigner(t).PublicKey(), client)
 		if !errors.Is(err, link.ErrUntrusted) {
 			t.Fatalf("err = %v, want ErrUntrusted", err)
 		}
@@ -154,9 +155,9 @@ func TestDialConnHostKeyOfAnotherType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := newKey(t)
+	client := sshtest.NewSigner(t)
 	addr := serveTCPAgent(t, host, client.PublicKey())
-	_, _, err = dialConn(t, addr, newKey(t).PublicKey(), client)
+	_, _, err = dialConn(t, addr, sshtest.NewSigner(t).PublicKey(), client)
 	if !errors.Is(err, link.ErrUntrusted) {
 		t.Fatalf("err = %v, want ErrUntrusted", err)
 	}
@@ -177,7 +178,7 @@ func TestDialConnRSAHostKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := newKey(t)
+	client := sshtest.NewSigner(t)
 	addr := serveTCPAgent(t, host, client.PublicKey())
 	if _, _, err := dialConn(t, addr, host.PublicKey(), client); err != nil {
 		t.Fatal(err)
@@ -195,7 +196,7 @@ func TestDialConnAsksForThePinnedKeyType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pinned, client := newKey(t), newKey(t)
+	pinned, client := sshtest.NewSigner(t), sshtest.NewSigner(t)
 	cfg := &gossh.ServerConfig{
 		PublicKeyCallback: func(_ gossh.ConnMetadata, k gossh.PublicKey) (*gossh.Permissions, error) {
 			if !bytes.Equal(k.Marshal(), client.PublicKey().Marshal()) {
@@ -235,7 +236,7 @@ func TestDialConnAsksForThePinnedKeyType(t *testing.T) {
 // Without a pinned host key nothing is sent: the peer reads EOF at once.
 func TestDialConnNoHostKeySendsNothing(t *testing.T) {
 	a, b := tcpPair(t)
-	_, err := link.DialConn(context.Background(), a, nil, newKey(t), "test")
+	_, err := link.DialConn(context.Background(), a, nil, sshtest.NewSigner(t), "test")
 	if !errors.Is(err, link.ErrUntrusted) {
 		t.Fatalf("err = %v, want ErrUntrusted", err)
 	}
@@ -290,7 +291,7 @@ func TestDialConnBoundedByContext(t *testing.T) {
 			ctx, cancel := tc.ctx()
 			defer cancel()
 			start := time.Now()
-			_, err := link.DialConn(ctx, a, newKey(t).PublicKey(), newKey(t), "test")
+			_, err := link.DialConn(ctx, a, sshtest.NewSigner(t).PublicKey(), sshtest.NewSigner(t), "test")
 			if err == nil {
 				t.Fatal("handshake with a silent peer succeeded")
 			}

@@ -2,8 +2,6 @@ package link_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"net"
 	"os"
@@ -16,22 +14,10 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sygaldry/sygaldry/agent"
+	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/link"
 )
-
-func newKey(t *testing.T) gossh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // selfPeer is the peer an agent run by this test process proves to be.
 func selfPeer(t *testing.T, key gossh.PublicKey) link.Peer {
@@ -86,7 +72,7 @@ func dialQuick(sock string, want link.Peer) error {
 
 func TestDialVerifiesThePeer(t *testing.T) {
 	dir := testenv.ShortTempDir(t)
-	mine, other := newKey(t), newKey(t)
+	mine, other := sshtest.NewSigner(t), sshtest.NewSigner(t)
 	minePath, mineL := serveAgent(t, dir, "mine.sock", mine)
 	otherDir := testenv.ShortTempDir(t)
 	otherPath, otherL := serveAgent(t, otherDir, link.SocketName, other)
@@ -166,7 +152,7 @@ func must(t *testing.T, err error) {
 
 func TestDialChecksTheContainerCgroup(t *testing.T) {
 	dir := testenv.ShortTempDir(t)
-	key := newKey(t)
+	key := sshtest.NewSigner(t)
 	sock, _ := serveAgent(t, dir, link.SocketName, key)
 	want := selfPeer(t, key.PublicKey())
 	// This test process is in no container with that ID.

@@ -21,6 +21,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/sygaldry/sygaldry/internal/sshtest"
 	"github.com/sygaldry/sygaldry/internal/testenv"
 	"github.com/sygaldry/sygaldry/link"
 )
@@ -62,19 +63,6 @@ func TestMain(m *testing.M) {
 		os.Exit(run(append([]string{"sygaldry-agent"}, os.Args[1:]...), os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
-}
-
-func newSigner(t *testing.T) gossh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 func authorizedLine(k gossh.PublicKey) string {
@@ -139,7 +127,7 @@ func TestServeBadAuthorizedKey(t *testing.T) {
 		{"empty file", writeFile(t, dir, "empty", ""), "", "no authorized key"},
 		{"garbage file", writeFile(t, dir, "garbage", "hello\n"), "", "line 1: not an authorized key"},
 		{"garbage env", "", "hello", authorizedKeyEnv},
-		{"two lines in env", "", authorizedLine(newSigner(t).PublicKey()) + "\n" + authorizedLine(newSigner(t).PublicKey()), "one authorized_keys line"},
+		{"two lines in env", "", authorizedLine(sshtest.NewSigner(t).PublicKey()) + "\n" + authorizedLine(sshtest.NewSigner(t).PublicKey()), "one authorized_keys line"},
 	}
 	hostPath, _ := hostKeyFile(t, dir)
 	for _, tc := range cases {
@@ -158,7 +146,7 @@ func TestServeBadAuthorizedKey(t *testing.T) {
 }
 
 func TestAuthorizedKeysSource(t *testing.T) {
-	fileKey, envKey := newSigner(t).PublicKey(), newSigner(t).PublicKey()
+	fileKey, envKey := sshtest.NewSigner(t).PublicKey(), sshtest.NewSigner(t).PublicKey()
 	file := writeFile(t, t.TempDir(), "keys", authorizedLine(fileKey)+"\n")
 	env := func(v string) func(string) string {
 		return func(k string) string {
@@ -206,7 +194,7 @@ func TestServeTCP(t *testing.T) {
 	for _, viaEnv := range []bool{false, true} {
 		t.Run(map[bool]string{false: "key file", true: "key in env"}[viaEnv], func(t *testing.T) {
 			dir := t.TempDir()
-			client := newSigner(t)
+			client := sshtest.NewSigner(t)
 			hostPath, host := hostKeyFile(t, dir)
 
 			cmd := exec.Command(os.Args[0], "serve", "--listen", "tcp:127.0.0.1:0", "--host-key", hostPath, "--log-level", "debug")

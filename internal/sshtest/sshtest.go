@@ -27,6 +27,20 @@ type Key struct {
 	Signer     gossh.Signer
 }
 
+// NewSigner is a fresh ed25519 key, in memory only.
+func NewSigner(t testing.TB) gossh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // NewKey writes a fresh ed25519 key into dir.
 func NewKey(t testing.TB, dir, name string) Key {
 	t.Helper()
